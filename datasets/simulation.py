@@ -1,0 +1,47 @@
+"""The common output of every PDE generator: complete fields plus per-sample parameters.
+
+A generator (``navier_stokes``, ``shallow_water``, ``advection``) returns a :class:`Simulation`;
+``incdyn.datasets.store`` turns it into the zarr layout of DESIGN.md "Data model".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Simulation:
+    """Complete trajectories of ``N`` samples.
+
+    Attributes:
+        fields: ``(N, T, C, H, W)`` float32 tensor, one channel per physical variable.
+        params: per-sample physical parameters, each a ``(N,)`` tensor (e.g. ``viscosity``).
+        channels: names of the ``C`` channels, in order.
+        time: ``(T,)`` physical time of each frame.
+        y: ``(H,)`` physical coordinate of each row.
+        x: ``(W,)`` physical coordinate of each column.
+        units: unit strings for channels, params and coordinates, keyed by name.
+    """
+
+    fields: torch.Tensor
+    params: dict[str, torch.Tensor]
+    channels: tuple[str, ...]
+    time: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    units: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.fields.ndim != 5:
+            raise ValueError(f"fields must be (N, T, C, H, W), got shape {tuple(self.fields.shape)}")
+        n, t, c, h, w = self.fields.shape
+        if len(self.channels) != c:
+            raise ValueError(f"{len(self.channels)} channel names for {c} channels")
+        if (len(self.time), len(self.y), len(self.x)) != (t, h, w):
+            raise ValueError("time/y/x coordinates do not match the field shape")
+        for name, value in self.params.items():
+            if tuple(value.shape) != (n,):
+                raise ValueError(f"param {name!r} must have shape ({n},), got {tuple(value.shape)}")
