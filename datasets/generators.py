@@ -1,0 +1,52 @@
+"""Registry of PDE data generators: name → config class, presets and ``generate`` function.
+
+A spec names a generator, a preset and field overrides; :func:`make_config` resolves them into
+the generator's validated, frozen config (unknown fields are errors that list the allowed ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from incdyn.datasets import navier_stokes
+from incdyn.datasets.simulation import Simulation
+
+
+@dataclass(frozen=True)
+class Generator:
+    """One PDE data set: its config dataclass, named presets and generation function."""
+
+    config_cls: type
+    presets: dict[str, Any]
+    generate: Callable[[Any, int, torch.Generator], Simulation]
+    channels: tuple[str, ...]
+
+
+GENERATORS: dict[str, Generator] = {
+    "navier_stokes": Generator(
+        navier_stokes.NavierStokesConfig,
+        navier_stokes.PRESETS,
+        navier_stokes.generate,
+        navier_stokes.CHANNELS,
+    ),
+}
+
+
+def make_config(source: str, preset: str, overrides: dict[str, Any]) -> Any:
+    """The generator config of ``preset`` with ``overrides`` applied and validated."""
+    if source not in GENERATORS:
+        raise ValueError(f"data source {source!r} is not one of {sorted(GENERATORS)}")
+    gen = GENERATORS[source]
+    if preset not in gen.presets:
+        raise ValueError(f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}")
+    fields = {f.name for f in dataclasses.fields(gen.config_cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"data.params {unknown} are not {source} settings; allowed: {sorted(fields)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return dataclasses.replace(gen.presets[preset], **values)

@@ -1,0 +1,55 @@
+"""Scores shared by every method and baseline: MSE over all and over unobserved points.
+
+Errors are measured in normalised units (each channel divided by its training standard
+deviation, METHOD.md: the release divides vorticity by a constant for the same purpose), so
+numbers are comparable across data sets and channels. Accumulates shard by shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SquaredError:
+    """Streaming sums of squared errors; :meth:`result` gives the metrics."""
+
+    channels: tuple[str, ...]
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def update(self, imputed: np.ndarray, truth: np.ndarray, mask: np.ndarray, std: np.ndarray) -> None:
+        """imputed, truth ``(N, T, C, H, W)`` physical units; mask bool ``(N, T, H, W)``; std ``(C,)``."""
+        if imputed.shape != truth.shape:
+            raise ValueError(f"imputed shape {imputed.shape} != truth shape {truth.shape}")
+        if not np.isfinite(imputed).all():
+            raise ValueError("imputed field has NaN or inf values")
+        err = ((imputed - truth) / std.reshape(1, 1, -1, 1, 1)) ** 2
+        hidden = np.broadcast_to(~mask[:, :, None], err.shape)
+        per_channel_all = err.sum(axis=(0, 1, 3, 4))
+        per_channel_hidden = np.where(hidden, err, 0.0).sum(axis=(0, 1, 3, 4))
+        n_all = np.full(len(self.channels), err.size / err.shape[2])
+        n_hidden = hidden.sum(axis=(0, 1, 3, 4)).astype(float)
+        for key, value in (
+            ("all", per_channel_all),
+            ("hidden", per_channel_hidden),
+            ("n_all", n_all),
+            ("n_hidden", n_hidden),
+        ):
+            self.sums[key] = self.sums.get(key, 0.0) + value
+
+    def merge(self, other: SquaredError) -> None:
+        for key, value in other.sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+
+    def result(self) -> dict[str, float]:
+        s = self.sums
+        out = {
+            "test_mse": float(s["all"].sum() / s["n_all"].sum()),
+            "test_mse_unobserved": float(s["hidden"].sum() / max(s["n_hidden"].sum(), 1.0)),
+        }
+        if len(self.channels) > 1:
+            for i, name in enumerate(self.channels):
+                out[f"test_mse_{name}"] = float(s["all"][i] / s["n_all"][i])
+        return out

@@ -1,0 +1,108 @@
+"""A torch ``Dataset`` over one split of a store, opened lazily in each worker.
+
+Items are normalised with the store's training statistics and laid out for the model:
+``x_obs`` ``(C, T, H, W)`` (zero at unobserved points), ``mask`` bool ``(T, H, W)`` and, for
+evaluation only, ``truth``. Reads go chunk by chunk through a byte-bounded LRU cache, so memory
+stays bounded whatever the store's size.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from incdyn.datasets.store import normalization, open_split
+
+
+class SplitDataset(Dataset):
+    """One split of a store as normalised tensors.
+
+    Args:
+        url: store URL (path, ``memory://``, ``gs://``).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        with_truth: also return ground truth (val/test only; never for training).
+        limit: use only the first ``limit`` samples.
+        cache_bytes: bound on the chunk cache of this dataset object.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        split: str,
+        *,
+        with_truth: bool = False,
+        limit: int | None = None,
+        cache_bytes: int = 256 * 2**20,
+    ) -> None:
+        if with_truth and split == "train":
+            raise ValueError("the training split has no ground truth (DESIGN.md 'Data model')")
+        self.url, self.split, self.with_truth, self.cache_bytes = (
+            url,
+            split,
+            with_truth,
+            cache_bytes,
+        )
+        ds = open_split(url, split, ["truth"] if with_truth else [])
+        self.n = ds.sizes["sample"] if limit is None else min(limit, ds.sizes["sample"])
+        self.chunk = ds["field"].encoding.get("chunks", (ds.sizes["sample"],))[0]
+        self.shape = tuple(ds["field"].shape[1:])  # (T, C, H, W)
+        self.channels = tuple(str(c) for c in ds["channel"].values)
+        mean, std = normalization(url)
+        self.mean = mean.reshape(-1, 1, 1, 1)
+        self.std = std.reshape(-1, 1, 1, 1)
+        self._ds = None
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cached_bytes = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getstate__(self) -> dict:  # reopen lazily in each worker process
+        state = self.__dict__.copy()
+        state.update(_ds=None, _cache=OrderedDict(), _cached_bytes=0)
+        return state
+
+    def _load(self, c: int) -> dict[str, np.ndarray]:
+        if c in self._cache:
+            self._cache.move_to_end(c)
+            return self._cache[c]
+        if self._ds is None:
+            self._ds = open_split(self.url, self.split)
+        sl = slice(c * self.chunk, (c + 1) * self.chunk)
+        names = ["field", "mask"] + (["truth"] if self.with_truth else [])
+        block = {k: self._ds[k].isel(sample=sl).values for k in names}
+        size = sum(v.nbytes for v in block.values())
+        while self._cache and self._cached_bytes + size > self.cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= sum(v.nbytes for v in old.values())
+        self._cache[c] = block
+        self._cached_bytes += size
+        return block
+
+    def _normalise(self, values: np.ndarray) -> np.ndarray:
+        # (T, C, H, W) physical -> (C, T, H, W) normalised
+        return (np.moveaxis(values, 1, 0) - self.mean) / self.std
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        block = self._load(i // self.chunk)
+        j = i % self.chunk
+        mask = block["mask"][j]
+        x = np.nan_to_num(self._normalise(block["field"][j]), nan=0.0)
+        item = {
+            "index": torch.tensor(i),
+            "x_obs": torch.from_numpy(x.astype(np.float32)),
+            "mask": torch.from_numpy(mask.astype(bool)),
+        }
+        if self.with_truth:
+            item["truth"] = torch.from_numpy(self._normalise(block["truth"][j]).astype(np.float32))
+        return item
+
+    def denormalise(self, x: torch.Tensor) -> np.ndarray:
+        """Model layout ``(B, C, T, H, W)`` normalised → store layout ``(B, T, C, H, W)`` physical."""
+        out = x.detach().cpu().numpy() * self.std[None] + self.mean[None]
+        return np.moveaxis(out, 2, 1).astype(np.float32)

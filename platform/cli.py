@@ -1,0 +1,68 @@
+"""The ``incdyn`` command line.
+
+    incdyn run SPEC [--set key=value ...] [--dry-run]   # the whole experiment
+    incdyn data generate SPEC [--set ...]               # only build (or reuse) the store
+
+The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from incdyn.platform.spec import SpecError, load_spec
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="experiment spec (YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. training.steps=200 or methods.ours.ensemble=5",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incdyn", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment spec end to end")
+    _spec_args(run)
+    run.add_argument("--dry-run", action="store_true", help="print the resolved spec and exit")
+    data = sub.add_parser("data", help="data-set commands")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    gen = data_sub.add_parser("generate", help="generate (or reuse) the spec's store")
+    _spec_args(gen)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = load_spec(args.spec, args.overrides)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        from incdyn.platform.experiment import dry_run, run_experiment
+
+        if args.dry_run:
+            print(dry_run(spec))
+            return 0
+        run_experiment(spec)
+        return 0
+    if args.command == "data":
+        from incdyn.platform.experiment import ensure_data
+        from incdyn.platform.ray_session import init_ray
+
+        init_ray(spec.ray.address)
+        ensure_data(spec)
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

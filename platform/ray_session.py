@@ -1,0 +1,28 @@
+"""Connect to Ray: the cluster in ``$RAY_ADDRESS`` (``ray job submit`` sets it) or a new local one.
+
+``address="local"`` avoids attaching to a stale ``/tmp/ray/ray_current_cluster`` left by a killed
+head (STACK_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import ray
+
+
+def init_ray(address: str | None = None) -> None:
+    if ray.is_initialized():
+        return
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
+
+
+def cpus_per_worker(num_workers: int, configured: float | None) -> float:
+    """CPUs for each Ray Train worker: as configured, else the cluster's CPUs shared evenly."""
+    if configured:
+        return configured
+    total = ray.cluster_resources().get("CPU", 1.0)
+    return max(1.0, math.floor(total / num_workers))

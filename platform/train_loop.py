@@ -1,0 +1,183 @@
+"""The training loop that every Ray Train worker runs (Alg. 1).
+
+``train_loop_per_worker(config)`` is handed to ``TorchTrainer``: each worker reads its own shard
+of the training split (``prepare_data_loader`` adds the distributed sampler), the denoiser is
+wrapped in DDP by ``prepare_model`` when there is more than one worker, and rank 0 writes
+checkpoints (state_dict + resolved spec) and logs the curves to the method's MLflow run.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+from torch.utils.data import DataLoader
+
+from incdyn.datasets.torch_dataset import SplitDataset
+from incdyn.models.objective import data_matching_loss
+from incdyn.models.partition import Partition
+from incdyn.models.registry import build_denoiser
+from incdyn.platform.checkpoint import read_meta, save_checkpoint
+from incdyn.platform.tracking import RunLogger
+
+
+def partition_for(method: dict[str, Any], observation: dict[str, Any]) -> Partition:
+    """The method's partition strategy, with the structure of the observation family."""
+    p = method["partition"]
+    return Partition(
+        kind=p["kind"],
+        context_ratio=p["context_ratio"],
+        query_ratio=p["query_ratio"],
+        blocks=observation["blocks"],
+        drop_blocks=p["drop_blocks"],
+        query_all=p["query_all"],
+        static=observation["static"],
+    )
+
+
+def learning_rate(step: int, training: dict[str, Any]) -> float:
+    """Linear warm-up, then constant or cosine decay to 0 at the last step."""
+    lr, warm, total = training["lr"], training["warmup_steps"], training["steps"]
+    if warm and step < warm:
+        return lr * (step + 1) / warm
+    if training["lr_schedule"] == "cosine":
+        progress = (step - warm) / max(1, total - warm)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return lr
+
+
+@torch.no_grad()
+def validation_loss(model, loader: DataLoader, partition: Partition, seed: int, device) -> float:
+    """The training objective on the validation split's observed data, with fixed randomness."""
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    total, n = 0.0, 0
+    for batch in loader:
+        x, m = batch["x_obs"].to(device), batch["mask"].to(device)
+        total += float(data_matching_loss(model, x, m, partition, g)) * x.shape[0]
+        n += x.shape[0]
+    model.train()
+    return total / max(n, 1)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    spec, method = config["spec"], config["method"]
+    training = spec["training"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    device = ray.train.torch.get_device()
+    partition = partition_for(method, spec["data"]["observation"])
+
+    # 1. Data: this worker's shard of the training split (the distributed sampler splits it).
+    train_set = SplitDataset(config["store"], "train")
+    shuffle = torch.Generator().manual_seed(spec["seed"])
+    loader = DataLoader(
+        train_set,
+        batch_size=training["batch_size"],
+        shuffle=True,
+        drop_last=True,
+        generator=shuffle,
+    )
+    loader = ray.train.torch.prepare_data_loader(loader)
+    val_loader = None
+    if rank == 0:
+        val_set = SplitDataset(config["store"], "val", limit=training["val_samples"])
+        val_loader = DataLoader(val_set, batch_size=training["batch_size"])
+
+    # 2. Model and optimiser; DDP when world > 1.
+    denoiser = build_denoiser(
+        spec["backbone"],
+        spec["schedule"],
+        channels=len(train_set.channels),
+        frames=train_set.shape[0],
+    )
+    model = ray.train.torch.prepare_model(denoiser)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=training["lr"], betas=tuple(training["betas"])
+    )
+
+    # 3. Resume from the latest checkpoint after a failure or a rerun of the same spec.
+    step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            denoiser.load_state_dict(
+                torch.load(Path(d) / "model.pt", map_location=device, weights_only=True)
+            )
+            optimizer.load_state_dict(
+                torch.load(Path(d) / "optimizer.pt", map_location=device, weights_only=True)
+            )
+            step = int(read_meta(d)["step"])
+    logger = (
+        RunLogger(config["tracking_uri"], config["run_id"])
+        if rank == 0 and config.get("run_id")
+        else None
+    )
+    if logger and checkpoint:
+        logger.tag("resumed_from_step", str(step))
+
+    # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
+    g = torch.Generator(device=device).manual_seed(spec["seed"] * 100_003 + rank * 1_009 + step)
+    meta = {
+        "method": method,
+        "channels": list(train_set.channels),
+        "frames": train_set.shape[0],
+        "spec": spec,
+        "store": config["store"],
+    }
+    running, count, t0, epoch = 0.0, 0, time.perf_counter(), step // max(1, len(loader))
+    model.train()
+    while step < training["steps"]:
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            if step >= training["steps"]:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, training)
+            x, m = batch["x_obs"].to(device), batch["mask"].to(device)
+            loss = data_matching_loss(model, x, m, partition, g)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if training["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
+            optimizer.step()
+            step += 1
+            running += float(loss)
+            count += 1
+            last = step == training["steps"]
+            if step % training["log_every"] and not last:
+                continue
+            metrics = {
+                "step": step,
+                "train_loss": running / count,
+                "lr": learning_rate(step - 1, training),
+                "steps_per_s": count / (time.perf_counter() - t0),
+                "epoch": epoch,
+            }
+            running, count, t0 = 0.0, 0, time.perf_counter()
+            if rank == 0:
+                metrics["val_loss"] = validation_loss(
+                    model, val_loader, partition, spec["seed"], device
+                )
+            save = last or step % training["checkpoint_every"] == 0
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = None
+                if rank == 0 and save:
+                    save_checkpoint(
+                        tmp, model=denoiser, optimizer=optimizer, meta={**meta, "step": step}
+                    )
+                    ckpt = ray.train.Checkpoint.from_directory(tmp)
+                if logger:
+                    logger.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+                ray.train.report(metrics, checkpoint=ckpt)
+        epoch += 1
+    if world > 1:
+        torch.distributed.barrier()

@@ -1,0 +1,71 @@
+"""Train one diffusion method with Ray Train's ``TorchTrainer`` (DDP across workers).
+
+The run's name is derived from the resolved spec (no timestamps): rerunning the same spec
+resumes from its latest checkpoint in ``RunConfig.storage_path``; a finished run is found finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from incdyn.platform.ray_session import cpus_per_worker
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
+from incdyn.platform.train_loop import train_loop_per_worker
+
+
+def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
+    """``<experiment>-<method>-<hash of what determines the weights>``."""
+    d = spec.to_dict()
+    key = {k: d[k] for k in ("seed", "data", "backbone", "schedule", "training")}
+    key["method"] = method.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{spec.name}-{method.name}-{digest}"
+
+
+def storage_path(spec: ExperimentSpec) -> str:
+    path = spec.ray.storage_path
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def train_method(
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    *,
+    store_url: str,
+    tracking_uri: str,
+    run_id: str | None,
+) -> ray.train.Result:
+    """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights)."""
+    cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
+    resources = {"CPU": cpus}
+    if spec.ray.use_gpu:
+        resources["GPU"] = 1
+    config = {
+        "spec": spec.to_dict(),
+        "method": method.model_dump(mode="json"),
+        "store": store_url,
+        "tracking_uri": tracking_uri,
+        "run_id": run_id,
+        "threads": max(1, int(cpus)),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.ray.num_workers,
+            use_gpu=spec.ray.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name(spec, method),
+            storage_path=storage_path(spec),
+            failure_config=ray.train.FailureConfig(max_failures=spec.ray.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    return trainer.fit()
