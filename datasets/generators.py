@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from incdyn.datasets import navier_stokes
+from incdyn.datasets import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
 
 
@@ -33,6 +33,18 @@ GENERATORS: dict[str, Generator] = {
         navier_stokes.PRESETS,
         navier_stokes.generate,
         navier_stokes.CHANNELS,
+    ),
+    "shallow_water": Generator(
+        shallow_water.ShallowWaterConfig,
+        shallow_water.PRESETS,
+        shallow_water.generate,
+        shallow_water.CHANNELS,
+    ),
+    "advection": Generator(
+        advection.AdvectionConfig,
+        advection.PRESETS,
+        advection.generate,
+        advection.CHANNELS,
     ),
 }
 

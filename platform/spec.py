@@ -55,7 +55,7 @@ class ObservationSpec(_Strict):
 class DataSpec(_Strict):
     """Where the data come from and how they are observed."""
 
-    source: Literal["navier_stokes"] = "navier_stokes"  # PDE generator
+    source: Literal["navier_stokes", "shallow_water", "advection"] = "navier_stokes"  # PDE generator
     preset: str = "quickstart"  # the generator's named configuration
     params: dict[str, float | int | str | list[float]] = {}  # generator-config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
