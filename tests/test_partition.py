@@ -1,0 +1,55 @@
+"""Partition strategies (Sec. 3.2): subsets of M, ratios, block structure, MissDiff limit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from incdyn.datasets.masks import MaskFamily, block_index, sample_masks
+from incdyn.models.partition import Partition
+
+
+def _masks(kind: str = "pixel", n: int = 64, **kw) -> torch.Tensor:
+    return sample_masks(MaskFamily(kind=kind, **kw), n, 4, 24, 24, torch.Generator().manual_seed(1))
+
+
+def test_pixel_partition_subsets_and_ratios():
+    m = _masks(p=0.5, n=256)
+    ctx, qry = Partition(context_ratio=0.7, query_ratio=0.4).split(m, torch.Generator().manual_seed(0))
+    assert not (ctx & ~m).any() and not (qry & ~m).any()
+    assert abs(ctx.sum() / m.sum() - 0.7) < 0.02
+    assert abs(qry.sum() / m.sum() - 0.4) < 0.02
+    assert (ctx == ctx[:, :1]).all()  # static masks -> static partition
+
+
+def test_missdiff_limit_is_the_whole_mask():
+    m = _masks(p=0.3)
+    ctx, qry = Partition(context_ratio=1.0, query_ratio=1.0).split(m, torch.Generator().manual_seed(0))
+    assert torch.equal(ctx, m) and torch.equal(qry, m)
+
+
+def test_block_partition_drops_one_observed_tile():
+    m = _masks("block", k=5)
+    ctx, qry = Partition(kind="block").split(m, torch.Generator().manual_seed(0))
+    index = block_index(24, 24, 3)
+    for i in range(m.shape[0]):
+        observed = set(index[m[i, 0]].unique().tolist())
+        in_ctx = set(index[ctx[i, 0]].unique().tolist())
+        in_qry = set(index[qry[i, 0]].unique().tolist())
+        assert in_ctx < observed and len(observed - in_ctx) == 1
+        assert in_qry == observed - in_ctx
+    assert not (ctx & qry).any()
+
+
+def test_block_partition_query_all_and_single_tile_samples():
+    m = _masks("block", k=1)
+    ctx, qry = Partition(kind="block", query_all=True).split(m, torch.Generator().manual_seed(0))
+    assert torch.equal(ctx, m)  # one observed tile: nothing can be dropped, context stays non-empty
+    assert torch.equal(qry, m)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="context_ratio"):
+        Partition(context_ratio=0.0)
+    with pytest.raises(ValueError, match="bool"):
+        Partition().split(torch.ones(2, 3, 4, 4), torch.Generator())
