@@ -17,6 +17,7 @@ code serves ``file``, ``memory://`` and ``gs://`` URLs (fsspec).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -87,7 +88,7 @@ def write_template(url: str, layout: Layout, config: dict) -> None:
         ds = xr.Dataset(data, coords=_coords(layout, n))
         for name in layout.params:
             ds[name].attrs["units"] = layout.units.get(name, "")
-        ds.to_zarr(url, group=split, mode="w", compute=False)
+        ds.to_zarr(url, group=split, mode="w", compute=False, consolidated=False)
     root = zarr.open_group(url, mode="a")
     root.attrs.update({"incdyn_config": config, "incdyn_complete": False})
 
@@ -116,7 +117,7 @@ def write_region(
     for name, value in params.items():
         data[name] = (("sample",), np.asarray(value, dtype=np.float64))
     ds = xr.Dataset(data)
-    ds.to_zarr(url, group=split, region={"sample": slice(start, start + n)})
+    ds.to_zarr(url, group=split, region={"sample": slice(start, start + n)}, consolidated=False)
 
 
 def _channel_sums(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,6 +147,9 @@ def finalize(url: str) -> dict:
     norm = {"channels": channels, "mean": mean.tolist(), "std": std.tolist(), "count": cnt.tolist()}
     root = zarr.open_group(url, mode="a")
     root.attrs.update({"normalization": norm, "incdyn_complete": True})
+    with warnings.catch_warnings():  # zarr 3: consolidated metadata is an extension of format 3
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(url)  # plain xr.open_zarr reads it in one request
     return norm
 
 

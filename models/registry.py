@@ -28,4 +28,6 @@ def build_denoiser(
     backbone: dict[str, Any], schedule: dict[str, Any], *, channels: int, frames: int
 ) -> Denoiser:
     """``D_θ`` for fields with ``channels`` channels and ``frames`` frames."""
-    return Denoiser(build_backbone(backbone, channels=channels, frames=frames), VPSchedule(**schedule))
+    return Denoiser(
+        build_backbone(backbone, channels=channels, frames=frames), VPSchedule(**schedule)
+    )

@@ -54,7 +54,11 @@ def learning_rate(step: int, training: dict[str, Any]) -> float:
 
 @torch.no_grad()
 def validation_loss(model, loader: DataLoader, partition: Partition, seed: int, device) -> float:
-    """The training objective on the validation split's observed data, with fixed randomness."""
+    """The training objective on the validation split's observed data, with fixed randomness.
+
+    Runs on rank 0 alone, so ``model`` must be the bare denoiser: a DDP forward would wait for
+    a buffer broadcast from the other ranks.
+    """
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
     total, n = 0.0, 0
@@ -126,6 +130,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
     g = torch.Generator(device=device).manual_seed(spec["seed"] * 100_003 + rank * 1_009 + step)
     meta = {
+        "normalization": {"mean": train_set.mean.ravel().tolist(), "std": train_set.std.ravel().tolist()},
         "method": method,
         "channels": list(train_set.channels),
         "frames": train_set.shape[0],
@@ -150,7 +155,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
             optimizer.step()
             step += 1
-            running += float(loss)
+            running += loss.item()
             count += 1
             last = step == training["steps"]
             if step % training["log_every"] and not last:
