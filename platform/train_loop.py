@@ -170,7 +170,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             running, count, t0 = 0.0, 0, time.perf_counter()
             if rank == 0:
                 metrics["val_loss"] = validation_loss(
-                    model, val_loader, partition, spec["seed"], device
+                    denoiser, val_loader, partition, spec["seed"], device
                 )
             save = last or step % training["checkpoint_every"] == 0
             with tempfile.TemporaryDirectory() as tmp:
