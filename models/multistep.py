@@ -15,6 +15,7 @@ started with. A final ensemble of K whole-grid masks at ``t_min`` gives the outp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Literal
 
@@ -120,7 +121,7 @@ def multistep_impute(
     eps = torch.randn(x_obs.shape, generator=generator, device=device, dtype=dtype)
     a, s = coeffs(times[0])
     x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
-    for t, t_next in zip(times[:-1], times[1:], strict=True):
+    for t, t_next in itertools.pairwise(times):
         ctx = whole_grid_contexts(family, partition, b, (frames, h, w), generator, device)
         d = _denoise(denoiser, x, ctx, t, max_batch)
         x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D

@@ -113,7 +113,9 @@ def parse_options(
     """Validate ``k``, ``sampler`` and ``seed`` (JSON values or query-string text)."""
     unknown = sorted(set(raw) - {"k", "sampler", "seed"})
     if unknown:
-        raise RequestError(f"unknown request keys {unknown}; allowed: field, values, mask, k, sampler, seed")
+        raise RequestError(
+            f"unknown request keys {unknown}; allowed: field, values, mask, k, sampler, seed"
+        )
     k = _int_option(raw.get("k"), "k", default_k)
     if not 1 <= k <= max_k:
         raise RequestError(f"k={k} is out of range: the ensemble size must lie in [1, {max_k}]")
@@ -129,7 +131,7 @@ def parse_options(
 def _int_option(value: Any, name: str, default: int | None) -> int | None:
     if value is None or value == "":
         return default
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise RequestError(f"{name} must be an integer, got {value!r}")
     try:
         return int(value)
@@ -147,7 +149,9 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         try:
             arr = np.asarray(value, dtype=np.float64 if name != "mask" else None)
         except (TypeError, ValueError) as exc:
-            raise RequestError(f"{name} is not a rectangular array of numbers: {exc}", 400) from None
+            raise RequestError(
+                f"{name} is not a rectangular array of numbers: {exc}", 400
+            ) from None
     if arr.dtype.kind not in "biuf":
         raise RequestError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr

@@ -102,3 +102,19 @@ def test_malformed_store_errors_name_store_and_variable(tmp_path, store):
         open_split(store, "train", ["nope"])
     with pytest.raises(StoreError, match="split"):
         open_split(store, "holdout")
+
+
+def test_quickstart_store_hides_every_unobserved_training_point(tmp_path, ray_local):
+    from pathlib import Path
+
+    from incdyn.platform.experiment import ensure_data
+    from incdyn.platform.spec import load_spec
+
+    spec_path = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+    spec = load_spec(spec_path, [f"data.store={tmp_path / 'qs.zarr'}"])
+    url = ensure_data(spec, progress=False)
+    ds = xr.open_zarr(url, group="train")
+    assert ds.sizes["sample"] == spec.data.n_train
+    field, mask = ds["field"].values[:, :, 0], ds["mask"].values
+    assert np.isnan(field[~mask]).all() and np.isfinite(field[mask]).all()
+    assert abs(mask.mean() - spec.data.observation.p) < 0.01

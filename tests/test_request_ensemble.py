@@ -1,0 +1,48 @@
+"""Seeded requests batched together get the answers of ``ensemble_impute`` on each alone."""
+
+from __future__ import annotations
+
+import torch
+
+from incdyn.models.ensemble import ensemble_impute
+from incdyn.models.partition import Partition
+from incdyn.models.registry import build_denoiser
+from incdyn.models.request_ensemble import SAMPLERS, SeededRequest, single_step
+
+
+def _denoiser():
+    torch.manual_seed(0)
+    den = build_denoiser(
+        {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3},
+        channels=2,
+        frames=3,
+    )
+    with torch.no_grad():
+        for p in den.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return den.eval()
+
+
+def _request(i: int, k: int) -> SeededRequest:
+    g = torch.Generator().manual_seed(100 + i)
+    mask = (torch.rand(1, 8, 8, generator=g) < 0.5).expand(3, 8, 8).clone()
+    x = torch.where(mask[None], torch.randn(2, 3, 8, 8, generator=g), 0.0)
+    return SeededRequest(x=x, mask=mask, k=k, seed=i)
+
+
+def test_batched_requests_equal_each_request_alone():
+    den, part = _denoiser(), Partition(context_ratio=0.6)
+    items = [_request(i, k) for i, k in enumerate((1, 4, 2, 5))]
+    out = single_step(den, part, items, max_batch=5)
+    for it, (imputed, spread) in zip(items, out, strict=True):
+        g = torch.Generator().manual_seed(it.seed)
+        want, want_spread = ensemble_impute(
+            den, it.x[None], it.mask[None], part, k=it.k, generator=g
+        )
+        assert torch.allclose(imputed, want[0], atol=1e-5)
+        assert torch.allclose(spread, want_spread[0], atol=1e-5)
+        observed = it.mask[None].expand_as(it.x)
+        assert torch.equal(imputed[observed], it.x[observed])
+        assert (spread >= 0).all() and (spread[~observed] > 0).any() == (it.k > 1)
+    assert list(SAMPLERS) == ["single"]
