@@ -73,7 +73,7 @@ def _run_method(
 
 
 def format_table(rows: list[dict]) -> str:
-    keys = ["method", "kind", "test_mse", "test_mse_unobserved", "seconds"]
+    keys = ["method", "kind", "seed", "test_mse", "test_mse_unobserved", "seconds"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = [f"{r[k]:.4f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
@@ -81,55 +81,72 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _record_method(
+    spec: ExperimentSpec, method, url: str, tracking_uri: str, params: dict, parent_id: str
+) -> dict:
+    """One child run: train (diffusion) or run (baseline), impute, score and log."""
+    t0 = time.perf_counter()
+    name = f"{method.name}/{spec.setting.replace(' ', '/')}/seed{spec.seed}"
+    with mlflow.start_run(run_name=name, nested=True) as child:
+        mlflow.set_tags(
+            {
+                "incdyn.role": "method",
+                "incdyn.method": method.name,
+                "incdyn.kind": method.kind,
+                "incdyn.setting": spec.setting,
+                "incdyn.seed": str(spec.seed),
+                "mlflow.parentRunId": parent_id,
+            }
+        )
+        method_params = {
+            f"method.{k}": v for k, v in flatten(method.model_dump(mode="json")).items()
+        }
+        log_params({**params, "seed": str(spec.seed), **method_params})
+        ev = _run_method(spec, method, url, tracking_uri, child.info.run_id)
+        seconds = time.perf_counter() - t0
+        mlflow.log_metrics({**ev.metrics, "seconds": seconds})
+        if spec.evaluation.figure:
+            title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
+            fig = imputation_figure(
+                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
+            )
+            mlflow.log_figure(fig, "figures/test_sample0.png")
+    return {
+        "method": method.name,
+        "kind": method.kind,
+        "seed": spec.seed,
+        **ev.metrics,
+        "seconds": seconds,
+    }
+
+
 def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]:
-    """Run every method of ``spec``; returns one row of metrics per method."""
+    """Run every method of ``spec`` (for every seed); returns one row of metrics per run."""
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(spec.experiment_name)
     init_ray(spec.ray.address)
     url = ensure_data(spec, progress=progress)
-    params = flatten(spec.to_dict())
+    params = flatten(
+        {k: v for k, v in spec.to_dict().items() if k not in ("methods", "seeds", "seed")}
+    )
     rows = []
     with mlflow.start_run(run_name=spec.name) as parent:
-        mlflow.set_tags({"incdyn.role": "experiment", "incdyn.spec_name": spec.name})
-        log_params(params)
+        mlflow.set_tags(
+            {
+                "incdyn.role": "experiment",
+                "incdyn.spec_name": spec.name,
+                "incdyn.setting": spec.setting,
+            }
+        )
+        log_params({**params, "seeds": str(spec.run_seeds)})
         mlflow.log_text(dump_spec(spec), "spec.yaml")
-        for method in spec.methods:
-            t0 = time.perf_counter()
-            with mlflow.start_run(
-                run_name=f"{method.name}/{spec.data.source}/seed{spec.seed}", nested=True
-            ) as child:
-                mlflow.set_tags(
-                    {
-                        "incdyn.role": "method",
-                        "incdyn.method": method.name,
-                        "incdyn.kind": method.kind,
-                        "mlflow.parentRunId": parent.info.run_id,
-                    }
+        for seed in spec.run_seeds:
+            seeded = spec.model_copy(update={"seed": seed})
+            for method in spec.methods:
+                rows.append(
+                    _record_method(seeded, method, url, tracking_uri, params, parent.info.run_id)
                 )
-                log_params(
-                    {
-                        **params,
-                        **{
-                            f"method.{k}": v
-                            for k, v in flatten(method.model_dump(mode="json")).items()
-                        },
-                    }
-                )
-                ev = _run_method(spec, method, url, tracking_uri, child.info.run_id)
-                seconds = time.perf_counter() - t0
-                mlflow.log_metrics({**ev.metrics, "seconds": seconds})
-                if spec.evaluation.figure:
-                    fig = imputation_figure(
-                        ev.example_truth,
-                        ev.example_mask,
-                        ev.example_imputed,
-                        title=f"{spec.name}: {method.name}",
-                    )
-                    mlflow.log_figure(fig, "figures/test_sample0.png")
-            rows.append(
-                {"method": method.name, "kind": method.kind, **ev.metrics, "seconds": seconds}
-            )
         table = format_table(rows)
         mlflow.log_text(table, "results.md")
     print(

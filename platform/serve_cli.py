@@ -101,13 +101,15 @@ def run(args: argparse.Namespace) -> int:
     local = not os.environ.get("RAY_ADDRESS")
     init_ray()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)
+        signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name=args.name, route_prefix="/")
         url = f"http://{args.host}:{args.port}"
         print(
-            f"serving {args.model} at {url}  (POST {url}/impute, GET {url}/healthz; Ctrl-C stops)"
+            f"serving {args.model} at {url}  (POST {url}/impute, GET {url}/healthz; Ctrl-C stops)",
+            flush=True,
         )
         while not stop.wait(1.0):
             pass

@@ -55,7 +55,9 @@ class ObservationSpec(_Strict):
 class DataSpec(_Strict):
     """Where the data come from and how they are observed."""
 
-    source: Literal["navier_stokes", "shallow_water", "advection"] = "navier_stokes"  # PDE generator
+    source: Literal["navier_stokes", "shallow_water", "advection"] = (
+        "navier_stokes"  # PDE generator
+    )
     preset: str = "quickstart"  # the generator's named configuration
     params: dict[str, float | int | str | list[float]] = {}  # generator-config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
@@ -174,7 +176,8 @@ class ExperimentSpec(_Strict):
     """A whole experiment: data, methods and how to run them."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: int = 0  # data seed (masks, PDE samples) and default run seed
+    seeds: list[int] = []  # repeat every method with these training/sampling seeds (mean ± std)
     data: DataSpec = DataSpec()
     methods: list[MethodSpec] = Field(min_length=1)
     backbone: BackboneSpec = BackboneSpec()
@@ -209,6 +212,17 @@ class ExperimentSpec(_Strict):
             if m.name == name:
                 return m
         raise KeyError(f"no method {name!r}; methods: {[m.name for m in self.methods]}")
+
+    @property
+    def run_seeds(self) -> list[int]:
+        return list(self.seeds) or [self.seed]
+
+    @property
+    def setting(self) -> str:
+        """The data setting a table column stands for, e.g. ``navier_stokes pixel 20%``."""
+        o = self.data.observation
+        mask = f"pixel {o.p:.0%}" if o.kind == "pixel" else f"block {o.k}/{o.blocks**2}"
+        return f"{self.data.source} {mask}"
 
     @property
     def store_url(self) -> str:

@@ -130,7 +130,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
     g = torch.Generator(device=device).manual_seed(spec["seed"] * 100_003 + rank * 1_009 + step)
     meta = {
-        "normalization": {"mean": train_set.mean.ravel().tolist(), "std": train_set.std.ravel().tolist()},
+        "normalization": {
+            "mean": train_set.mean.ravel().tolist(),
+            "std": train_set.std.ravel().tolist(),
+        },
         "method": method,
         "channels": list(train_set.channels),
         "frames": train_set.shape[0],

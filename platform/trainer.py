@@ -39,8 +39,12 @@ def train_method(
     store_url: str,
     tracking_uri: str,
     run_id: str | None,
+    callbacks: list | None = None,
 ) -> ray.train.Result:
-    """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights)."""
+    """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights).
+
+    ``callbacks`` go to the Train ``RunConfig`` (a Tune trial passes ``TuneReportCallback()``).
+    """
     cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
     resources = {"CPU": cpus}
     if spec.ray.use_gpu:
@@ -66,6 +70,7 @@ def train_method(
             storage_path=storage_path(spec),
             failure_config=ray.train.FailureConfig(max_failures=spec.ray.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
         ),
     )
     return trainer.fit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import itertools
 import json
 import re
 import shlex
@@ -79,7 +80,10 @@ def _gpu_groups(cluster_spec: dict) -> list[dict]:
     return [
         g
         for g in cluster_spec["workerGroupSpecs"]
-        if any("nvidia.com/gpu" in c["resources"]["limits"] for c in g["template"]["spec"]["containers"])
+        if any(
+            "nvidia.com/gpu" in c["resources"]["limits"]
+            for c in g["template"]["spec"]["containers"]
+        )
     ]
 
 
@@ -89,7 +93,7 @@ def _entrypoint() -> list[str]:
 
 def _overrides(argv: list[str]) -> dict[str, str]:
     out = {}
-    for flag, value in zip(argv, argv[1:], strict=False):
+    for flag, value in itertools.pairwise(argv):
         if flag == "--set":
             key, text = value.split("=", 1)
             out[key] = text
@@ -124,7 +128,10 @@ def test_every_yaml_under_infra_parses():
 
 
 def test_kubernetes_objects_are_complete():
-    for path in [*sorted((INFRA / "kuberay").glob("*.yaml")), *sorted((INFRA / "mlflow").glob("[dp]*.yaml"))]:
+    for path in [
+        *sorted((INFRA / "kuberay").glob("*.yaml")),
+        *sorted((INFRA / "mlflow").glob("[dp]*.yaml")),
+    ]:
         if path.name == "docker-compose.yaml":
             continue
         for doc in _docs(path):
@@ -209,7 +216,10 @@ def test_ray_clusters_have_a_head_a_gpu_group_and_token_auth():
             for c in g["template"]["spec"]["containers"]:
                 limits, requests = c["resources"]["limits"], c["resources"].get("requests", {})
                 assert int(limits["nvidia.com/gpu"]) >= 1, kind
-                assert requests.get("nvidia.com/gpu", limits["nvidia.com/gpu"]) == limits["nvidia.com/gpu"]
+                assert (
+                    requests.get("nvidia.com/gpu", limits["nvidia.com/gpu"])
+                    == limits["nvidia.com/gpu"]
+                )
             assert g["minReplicas"] <= g["replicas"] <= g["maxReplicas"], kind
 
 
@@ -246,7 +256,9 @@ def test_rayjob_overrides_fit_the_spec_and_the_cluster():
     assert sets["ray.use_gpu"] == "true"
     assert int(sets["ray.num_workers"]) == gpu["replicas"] == gpu["minReplicas"]
     assert float(sets["ray.cpus_per_worker"]) < worker_cpus, "one Train worker must fit a pod"
-    assert sets["ray.storage_path"].startswith("gs://"), "multi-node checkpoints need shared storage"
+    assert sets["ray.storage_path"].startswith("gs://"), (
+        "multi-node checkpoints need shared storage"
+    )
     # The overrides name real spec fields (checked on the quick start when the table is absent).
     spec_path = ROOT / argv[2]
     if not spec_path.exists():
@@ -287,7 +299,10 @@ def test_mlflow_server_uses_a_database_and_object_storage():
 def test_ray_pods_reach_the_mlflow_service_and_it_accepts_their_host_header():
     service = _one(INFRA / "mlflow" / "deployment.yaml", "Service")
     deployment = _one(INFRA / "mlflow" / "deployment.yaml", "Deployment")
-    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
     port = service["spec"]["ports"][0]["port"]
     expected = f"http://{service['metadata']['name']}:{port}"
     assert f"--port={port}" in _mlflow_server_args()
