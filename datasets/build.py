@@ -41,10 +41,16 @@ def store_config(
     chunk: int,
     family: MaskFamily,
     seed: int,
+    test_family: MaskFamily | None = None,
 ) -> dict:
-    """Everything that determines a store's content (its identity for reuse)."""
+    """Everything that determines a store's content (its identity for reuse).
+
+    ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3).
+    """
     cfg = make_config(source, preset, params)
+    extra = {"test_masks": dataclasses.asdict(test_family)} if test_family else {}
     return {
+        **extra,
         "format": FORMAT_VERSION,
         "source": source,
         "generator": dataclasses.asdict(cfg),
@@ -56,7 +62,9 @@ def store_config(
 
 
 def _shard_seed(seed: int, split: str, start: int) -> int:
-    return (seed * 7_777_777 + {"train": 11, "val": 23, "test": 37}[split] * 1_000_003 + start) % 2**62
+    return (
+        seed * 7_777_777 + {"train": 11, "val": 23, "test": 37}[split] * 1_000_003 + start
+    ) % 2**62
 
 
 def _generator(config: dict):
@@ -68,9 +76,13 @@ def _generator(config: dict):
 def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     """Simulate, mask and write samples ``start : start + n`` of ``split``."""
     gen, cfg = _generator(config)
-    sim = gen.generate(cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start)))
+    sim = gen.generate(
+        cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start))
+    )
     _, t, _, h, w = sim.fields.shape
     family = MaskFamily(**config["masks"])
+    if split != "train" and "test_masks" in config:
+        family = MaskFamily(**config["test_masks"])
     masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
     params = {k: v.double().numpy() for k, v in sim.params.items()}
     write_region(url, split, start, sim.fields.numpy(), masks.numpy(), params)
@@ -80,7 +92,9 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
 _build_shard_task = ray.remote(num_cpus=1)(build_shard)
 
 
-def build_store(url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None) -> str:
+def build_store(
+    url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None
+) -> str:
     """Generate the store described by ``config`` at ``url`` unless it already exists.
 
     Returns ``"reused"`` or ``"generated"``. A finished store built from other settings is never
@@ -115,7 +129,9 @@ def build_store(url: str, config: dict, *, progress: bool = True, use_ray: bool 
     total = sum(j[2] for j in jobs)
     inline = url.startswith("memory://") if use_ray is None else not use_ray
     t0 = time.perf_counter()
-    with tqdm(total=total, desc=f"generating {config['source']}", unit="sample", disable=not progress) as bar:
+    with tqdm(
+        total=total, desc=f"generating {config['source']}", unit="sample", disable=not progress
+    ) as bar:
         if inline:
             for split, start, n in jobs:
                 bar.update(build_shard(url, config, split, start, n))

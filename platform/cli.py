@@ -2,6 +2,7 @@
 
     incdyn run SPEC [--set key=value ...] [--dry-run]   # the whole experiment
     incdyn data generate SPEC [--set ...]               # only build (or reuse) the store
+    incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
 
 The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from incdyn.platform import serve_cli
 from incdyn.platform.spec import SpecError, load_spec
 
 
@@ -36,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     gen = data_sub.add_parser("generate", help="generate (or reuse) the spec's store")
     _spec_args(gen)
+    serve_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":  # takes a model, not a spec
+        return serve_cli.run(args)
     try:
         spec = load_spec(args.spec, args.overrides)
     except SpecError as exc:

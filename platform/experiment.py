@@ -41,6 +41,7 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
         chunk=d.chunk,
         family=MaskFamily(**d.observation.model_dump()),
         seed=spec.seed,
+        test_family=MaskFamily(**d.test_observation.model_dump()) if d.test_observation else None,
     )
     url = store_url_of(spec)
     status = build_store(url, config, progress=progress)
@@ -65,6 +66,7 @@ def _run_method(
             ckpt,
             store_url=url,
             ensemble=method.ensemble,
+            sampler=method.sampler.model_dump(),
             batch_size=ev.batch_size,
             max_samples=ev.max_samples,
             seed=spec.seed,

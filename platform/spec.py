@@ -66,6 +66,7 @@ class DataSpec(_Strict):
     n_test: int = Field(64, ge=1)
     chunk: int = Field(32, ge=1)  # samples per zarr chunk and per generation task
     observation: ObservationSpec = ObservationSpec()
+    test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
 
 
 class PartitionSpec(_Strict):
@@ -78,13 +79,28 @@ class PartitionSpec(_Strict):
     query_all: bool = False  # block: query all of M, not only the dropped tiles
 
 
+class SamplerSpec(_Strict):
+    """Inference (Sec. 3.3, App. E): which sampler imputes the test split."""
+
+    kind: Literal["single", "multi", "direct", "best"] = (
+        "single"  # best: single and multi, report the better
+    )
+    steps: int = Field(50, ge=1)  # multi: reverse steps from t = 1 to t_min (release: 200)
+    weight: Literal["zero", "t", "t2"] = "t"  # multi: w(t) of the μ₀ blend (Table 7)
+
+
 class DiffusionMethod(_Strict):
-    """A diffusion method trained on incomplete data (ours; MissDiff with both ratios at 1)."""
+    """A diffusion method trained on incomplete data.
+
+    Ours: a partition with ratios < 1 and a K-mask ensemble. MissDiff: both ratios 1.
+    AmbientDiff: ``context_ratio = 1 − δ``, ``query_ratio = 1``, ``ensemble = 1``.
+    """
 
     kind: Literal["diffusion"] = "diffusion"
     name: str
     partition: PartitionSpec = PartitionSpec()
     ensemble: int = Field(10, ge=1, le=256)  # K context masks at inference (Sec. 3.3)
+    sampler: SamplerSpec = SamplerSpec()
 
 
 class ClassicalMethod(_Strict):

@@ -137,6 +137,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         "method": method,
         "channels": list(train_set.channels),
         "frames": train_set.shape[0],
+        "grid": list(train_set.shape[2:]),
         "spec": spec,
         "store": config["store"],
     }

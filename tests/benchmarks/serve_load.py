@@ -5,8 +5,8 @@ measures throughput and p50/p99 latency at several client concurrencies, batched
 (``--max-batch-size``) and unbatched (max batch size 1), against offline batched imputation of
 the same requests in one process (``ensemble_impute``, ``--max-batch-size`` requests per call).
 
-    python benchmarks/serve_load.py --out serve_bench.json
-    python benchmarks/serve_load.py --requests 400 --concurrency 1 16 32 --k 16 --grid 32 --out b.json
+    python tests/benchmarks/serve_load.py --out serve_bench.json
+    python tests/benchmarks/serve_load.py --requests 400 --concurrency 1 16 32 --k 16 --grid 32 --out b.json
 """
 
 from __future__ import annotations
