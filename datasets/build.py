@@ -1,7 +1,8 @@
 """Build a data set's store: PDE generation and masking as Ray tasks, one store region each.
 
-Every task simulates a shard of samples, draws their observation masks (seeded per sample) and
-writes its own region of the zarr store; a progress bar follows the tasks as they finish. The
+Every task simulates a shard of samples (or, for real data such as ERA5, reads them in order:
+see :func:`split_offset`), draws their observation masks (seeded per sample) and writes its own
+region of the zarr store; a progress bar follows the tasks as they finish. The
 normalisation statistics are computed from observed training values at the end. A second call
 with the same settings finds the finished store and reuses it. ``memory://`` stores live in one
 process, so they are built inline without Ray.
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from incdyn.datasets.generators import GENERATORS, make_config
 from incdyn.datasets.masks import MaskFamily, masks_for_samples
 from incdyn.datasets.store import (
+    SPLITS,
     Layout,
     StoreError,
     finalize,
@@ -67,6 +69,21 @@ def _shard_seed(seed: int, split: str, start: int) -> int:
     ) % 2**62
 
 
+def split_offset(config: dict, split: str) -> int:
+    """Position of ``split``'s first sample in the sequence ``train | val | test``.
+
+    Ordered sources (``Generator.ordered``: real data such as ERA5) are not drawn from the shard
+    seed: sample ``i`` of ``split`` is item ``split_offset + i`` of the source (the ERA5 window of
+    that number, in time order), so the splits take consecutive, disjoint ranges: training first.
+    """
+    offset = 0
+    for name in SPLITS:
+        if name == split:
+            return offset
+        offset += config["sizes"].get(name, 0)
+    raise ValueError(f"split {split!r} is not one of {SPLITS}")
+
+
 def _generator(config: dict):
     gen = GENERATORS[config["source"]]
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["generator"].items()}
@@ -76,8 +93,9 @@ def _generator(config: dict):
 def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     """Simulate, mask and write samples ``start : start + n`` of ``split``."""
     gen, cfg = _generator(config)
+    order = {"offset": split_offset(config, split) + start} if gen.ordered else {}
     sim = gen.generate(
-        cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start))
+        cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start)), **order
     )
     _, t, _, h, w = sim.fields.shape
     family = MaskFamily(**config["masks"])
@@ -109,7 +127,10 @@ def build_store(
             "remove it or point data.store elsewhere"
         )
     gen, cfg = _generator(config)
-    probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0))
+    total = sum(config["sizes"].values())
+    # an ordered source is probed at its last sample: too few samples fail before any writing
+    last = {"offset": total - 1} if gen.ordered else {}
+    probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
     layout = Layout(
         sizes=config["sizes"],
         channels=probe.channels,
@@ -119,6 +140,7 @@ def build_store(
         params=tuple(probe.params),
         chunk=config["chunk"],
         units=probe.units,
+        attrs=probe.attrs,
     )
     write_template(url, layout, config)
     jobs = [
@@ -126,7 +148,6 @@ def build_store(
         for split, n in config["sizes"].items()
         for start in range(0, n, config["chunk"])
     ]
-    total = sum(j[2] for j in jobs)
     inline = url.startswith("memory://") if use_ray is None else not use_ray
     t0 = time.perf_counter()
     with tqdm(

@@ -1,4 +1,6 @@
-"""Registry of PDE data generators: name → config class, presets and ``generate`` function.
+"""Registry of data generators: name → config class, presets and ``generate`` function.
+
+PDE generators draw samples from a seed; ``era5`` reads real windows in time order (``ordered``).
 
 A spec names a generator, a preset and field overrides; :func:`make_config` resolves them into
 the generator's validated, frozen config (unknown fields are errors that list the allowed ones).
@@ -11,20 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from incdyn.datasets import advection, navier_stokes, shallow_water
+from incdyn.datasets import advection, era5, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
 
 
 @dataclass(frozen=True)
 class Generator:
-    """One PDE data set: its config dataclass, named presets and generation function."""
+    """One data set: its config dataclass, named presets and generation function.
+
+    ``ordered`` sources take ``generate(cfg, n, generator, offset=i)`` and return items
+    ``i : i + n`` of a fixed sequence (``build`` gives each split its own range); the others draw
+    ``n`` samples from ``generator``.
+    """
 
     config_cls: type
     presets: dict[str, Any]
-    generate: Callable[[Any, int, torch.Generator], Simulation]
-    channels: tuple[str, ...]
+    generate: Callable[..., Simulation]
+    channels: tuple[str, ...]  # default channels (ERA5's follow its config's variables)
+    ordered: bool = False
 
 
 GENERATORS: dict[str, Generator] = {
@@ -46,6 +52,7 @@ GENERATORS: dict[str, Generator] = {
         advection.generate,
         advection.CHANNELS,
     ),
+    "era5": Generator(era5.ERA5Config, era5.PRESETS, era5.generate, era5.CHANNELS, ordered=True),
 }
 
 

@@ -1,9 +1,11 @@
 """Observation-mask families p(M) (paper Sec. 4.1; METHOD.md "Setting").
 
-A mask is bool ``(T, H, W)``, True where a point is observed, shared by all channels. Two
-families, both static over time by default (one spatial mask repeated over the frames, as in the
-paper's release): pixel-level i.i.d. with observed fraction ``p``, and block-wise (the grid cut
-``blocks × blocks``, ``k`` of the blocks observed). Every mask has at least one observed point.
+A mask is bool ``(T, H, W)``, True where a point is observed, shared by all channels. Three
+families, all static over time by default (one spatial mask repeated over the frames, as in the
+paper's release; ``static=False`` draws every frame afresh): pixel-level i.i.d. with observed
+fraction ``p``, block-wise (the grid cut ``blocks × blocks``, ``k`` of the blocks observed), and
+station-like (disks of radius ``radius`` grid points around ``stations`` sensor sites drawn
+uniformly over the grid). Every mask has at least one observed point.
 """
 
 from __future__ import annotations
@@ -19,29 +21,40 @@ class MaskFamily:
     """A family of observation masks.
 
     Attributes:
-        kind: ``"pixel"`` (i.i.d. Bernoulli(p) per grid point) or ``"block"`` (``k`` of the
-            ``blocks × blocks`` tiles observed, chosen uniformly).
+        kind: ``"pixel"`` (i.i.d. Bernoulli(p) per grid point), ``"block"`` (``k`` of the
+            ``blocks × blocks`` tiles observed, chosen uniformly) or ``"station"`` (the union of
+            the disks of radius ``radius`` around ``stations`` sites, uniform over the grid).
         p: observed fraction for ``pixel`` masks, in (0, 1].
         k: observed tiles for ``block`` masks, in [1, blocks²].
         blocks: tiles per side for ``block`` masks (the paper uses 3).
         static: one spatial mask for all frames (True) or a fresh one per frame.
+        stations: sensor sites of ``station`` masks (sites may coincide), >= 1.
+        radius: disk radius of ``station`` masks in grid points, >= 0: a point ``(i, j)`` is
+            observed when ``(i - a)² + (j - b)² <= radius²`` for a site ``(a, b)``. Disks are cut
+            at the grid's edges (no periodic wrap).
     """
 
-    kind: Literal["pixel", "block"] = "pixel"
+    kind: Literal["pixel", "block", "station"] = "pixel"
     p: float = 0.2
     k: int = 8
     blocks: int = 3
     static: bool = True
+    stations: int = 8
+    radius: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("pixel", "block"):
-            raise ValueError(f"mask kind {self.kind!r} is not one of 'pixel', 'block'")
+        if self.kind not in ("pixel", "block", "station"):
+            raise ValueError(f"mask kind {self.kind!r} is not one of 'pixel', 'block', 'station'")
         if not 0.0 < self.p <= 1.0:
             raise ValueError(f"mask p={self.p} must lie in (0, 1]")
         if self.blocks < 1:
             raise ValueError(f"mask blocks={self.blocks} must be >= 1")
         if not 1 <= self.k <= self.blocks**2:
             raise ValueError(f"mask k={self.k} must lie in [1, {self.blocks**2}]")
+        if self.stations < 1:
+            raise ValueError(f"mask stations={self.stations} must be >= 1")
+        if not self.radius >= 0.0:
+            raise ValueError(f"mask radius={self.radius} must be >= 0")
 
 
 def block_slices(size: int, blocks: int) -> list[slice]:
@@ -68,9 +81,41 @@ def blocks_to_mask(chosen: torch.Tensor, h: int, w: int, blocks: int) -> torch.T
     return chosen[..., index]
 
 
+def disk_kernel(radius: float) -> torch.Tensor:
+    """Bool ``(2R + 1, 2R + 1)`` digital disk, ``R = floor(radius)``: offsets with ``di² + dj² <= radius²``."""
+    r = int(radius)
+    d = torch.arange(-r, r + 1)
+    return d[:, None] ** 2 + d[None, :] ** 2 <= radius**2
+
+
+def station_sites(
+    family: MaskFamily, n: int, h: int, w: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns of the sensor sites of ``n`` station masks, two long ``(n, stations)``."""
+    rows = torch.randint(h, (n, family.stations), generator=generator)
+    cols = torch.randint(w, (n, family.stations), generator=generator)
+    return rows, cols
+
+
+def disks_to_mask(
+    rows: torch.Tensor, cols: torch.Tensor, h: int, w: int, radius: float
+) -> torch.Tensor:
+    """Union of the disks of ``radius`` around sites ``(rows, cols)`` (each ``(n, S)``): bool ``(n, H, W)``."""
+    ii = torch.arange(h, device=rows.device).view(1, h, 1)
+    jj = torch.arange(w, device=rows.device).view(1, 1, w)
+    mask = torch.zeros(rows.shape[0], h, w, dtype=torch.bool, device=rows.device)
+    for s in range(rows.shape[1]):  # one station at a time: memory stays (n, H, W)
+        d2 = (ii - rows[:, s, None, None]) ** 2 + (jj - cols[:, s, None, None]) ** 2
+        mask |= d2 <= radius**2
+    return mask
+
+
 def _spatial(
     family: MaskFamily, n: int, h: int, w: int, generator: torch.Generator
 ) -> torch.Tensor:
+    if family.kind == "station":  # a site is always inside its own disk: never empty
+        rows, cols = station_sites(family, n, h, w, generator)
+        return disks_to_mask(rows, cols, h, w, family.radius)
     if family.kind == "pixel":
         mask = torch.rand(n, h, w, generator=generator) < family.p
         empty = ~mask.flatten(1).any(dim=1)

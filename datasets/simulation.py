@@ -7,6 +7,7 @@ A generator (``navier_stokes``, ``shallow_water``, ``advection``) returns a :cla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ class Simulation:
         y: ``(H,)`` physical coordinate of each row.
         x: ``(W,)`` physical coordinate of each column.
         units: unit strings for channels, params and coordinates, keyed by name.
+        attrs: data-set metadata written to the store's root attributes (e.g. ERA5's source
+            store and frame cadence); JSON values.
     """
 
     fields: torch.Tensor
@@ -33,6 +36,7 @@ class Simulation:
     y: np.ndarray
     x: np.ndarray
     units: dict[str, str] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.fields.ndim != 5:

@@ -16,6 +16,7 @@ code serves ``file``, ``memory://`` and ``gs://`` URLs (fsspec).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ class Layout:
         params: names of per-sample parameters.
         chunk: samples per chunk (and per writing task).
         units: unit strings keyed by channel, param or coordinate name.
+        attrs: extra root attributes (the source's metadata, e.g. ERA5's frame cadence).
     """
 
     sizes: dict[str, int]
@@ -54,6 +56,7 @@ class Layout:
     params: tuple[str, ...]
     chunk: int
     units: dict[str, str]
+    attrs: dict = dataclasses.field(default_factory=dict)
 
 
 def _coords(layout: Layout, n: int, start: int = 0) -> dict:
@@ -88,9 +91,12 @@ def write_template(url: str, layout: Layout, config: dict) -> None:
         ds = xr.Dataset(data, coords=_coords(layout, n))
         for name in layout.params:
             ds[name].attrs["units"] = layout.units.get(name, "")
+        for name in ("field", "truth"):  # per-channel units, in channel order
+            if name in ds:
+                ds[name].attrs["channel_units"] = [layout.units.get(c, "") for c in layout.channels]
         ds.to_zarr(url, group=split, mode="w", compute=False, consolidated=False)
     root = zarr.open_group(url, mode="a")
-    root.attrs.update({"incdyn_config": config, "incdyn_complete": False})
+    root.attrs.update({**layout.attrs, "incdyn_config": config, "incdyn_complete": False})
 
 
 def write_region(

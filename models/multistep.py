@@ -75,6 +75,7 @@ def multistep_impute(
     k: int = 10,
     generator: torch.Generator,
     mu0: torch.Tensor | None = None,
+    step_partition: Partition | None = None,
     max_batch: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Impute ``(B, C, T, H, W)`` fields by ``steps`` reverse steps; returns ``(imputed, spread)``.
@@ -83,7 +84,8 @@ def multistep_impute(
         denoiser: trained ``D_θ``.
         x_obs: observed field (values at unobserved points are ignored).
         mask: observation mask, bool ``(B, T, H, W)``.
-        partition: the training partition strategy (context masks of ``μ₀`` and of ``M′``).
+        partition: the partition strategy of the context masks of ``μ₀`` (and of ``M′``
+            unless ``step_partition`` is given).
         family: the observation-mask family (``M′`` is drawn from it over the whole grid).
         steps: reverse DDIM steps from ``t = 1`` to ``t_min`` (uniform in ``t``; release: 200).
         weight: ``w(t)`` of Eq. 28: ``"zero"`` (0), ``"t"`` or ``"t2"`` (t²).
@@ -91,6 +93,9 @@ def multistep_impute(
         generator: source of every mask and of the noise.
         mu0: precomputed single-step ensemble estimate ``(B, C, T, H, W)`` (default: computed
             here with ``k`` context masks of ``partition``).
+        step_partition: the training partition, when ``partition`` differs from it
+            (cross-distribution, App. G.3: the test context ratio is rescaled, but ``M′`` must
+            keep the training-time marginal ``family`` + training partition).
         max_batch: largest network batch.
     Returns:
         imputed: observed points equal ``x_obs``; elsewhere the final estimate.
@@ -103,6 +108,7 @@ def multistep_impute(
     if weight not in WEIGHTS:
         raise ValueError(f"weight {weight!r} is not one of {sorted(WEIGHTS)}")
     w_of = WEIGHTS[weight]
+    step_partition = partition if step_partition is None else step_partition
     schedule = denoiser.schedule
     b, _, frames, h, w = x_obs.shape
     device, dtype = x_obs.device, x_obs.dtype
@@ -122,7 +128,7 @@ def multistep_impute(
     a, s = coeffs(times[0])
     x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
     for t, t_next in itertools.pairwise(times):
-        ctx = whole_grid_contexts(family, partition, b, (frames, h, w), generator, device)
+        ctx = whole_grid_contexts(family, step_partition, b, (frames, h, w), generator, device)
         d = _denoise(denoiser, x, ctx, t, max_batch)
         x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D
         x0 = torch.where(observed, x_obs, x0)
@@ -134,7 +140,7 @@ def multistep_impute(
 
     # Final ensemble step at t_min over K whole-grid context masks.
     t_end = times[-1]
-    ctx = whole_grid_contexts(family, partition, b * k, (frames, h, w), generator, device)
+    ctx = whole_grid_contexts(family, step_partition, b * k, (frames, h, w), generator, device)
     preds = _denoise(denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch)
     preds = preds.view(b, k, *x_obs.shape[1:])
     w_end = w_of(t_end)

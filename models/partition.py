@@ -9,16 +9,56 @@ observation family (Principle 1: uniform query exposure):
   ``r_ctx = r_qry = 1`` is MissDiff; ``r_ctx = 1 − δ, r_qry = 1`` is AmbientDiff's corruption.
 - block partition: ``M_ctx = M`` minus ``n`` randomly chosen observed tiles, ``M_qry`` = the
   removed tiles (or all of ``M`` with ``query_all``).
+- station partition (station masks): ``M_ctx = M`` minus ``n`` whole stations, ``M_qry`` = the
+  removed stations (or all of ``M`` with ``query_all``). A station is a disk of the family's
+  radius, cut at the grid's edges, that lies inside ``M`` and inside no larger such disk; its
+  centre is drawn uniformly among those points. Every site of an isolated station is one, so
+  isolated stations are dropped whole; where disks overlap, station-sized disks between the
+  sites count too. At least one observed point stays in the context.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
-from incdyn.datasets.masks import block_index
+from incdyn.datasets.masks import block_index, disk_kernel
+
+
+@lru_cache(maxsize=16)
+def _dominance(h: int, w: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat point indices ``(src, dst)``, two long ``(P,)``: the disk around ``dst`` strictly
+    contains the disk around ``src`` (both cut at the grid's edges; only near the edges)."""
+    kernel = disk_kernel(radius)
+    r = kernel.shape[-1] // 2
+    disk = kernel.nonzero() - r  # (D, 2) offsets of one disk
+    ii = torch.arange(h).view(h, 1, 1)
+    jj = torch.arange(w).view(1, w, 1)
+
+    def inside(di: torch.Tensor, dj: torch.Tensor) -> torch.Tensor:  # (H, W, D)
+        return (ii + di >= 0) & (ii + di < h) & (jj + dj >= 0) & (jj + dj < w)
+
+    src, dst = [], []
+    index = torch.arange(h * w).view(h, w)
+    for oi in range(-r, r + 1):
+        for oj in range(-r, r + 1):
+            if oi == 0 and oj == 0:
+                continue
+            di, dj = disk[:, 0], disk[:, 1]
+            far = (di - oi) ** 2 + (dj - oj) ** 2 > radius**2  # disk points outside the other
+            subset = ~(inside(di, dj) & far).any(-1)
+            beyond = (oi + di) ** 2 + (oj + dj) ** 2 > radius**2  # other-disk points outside
+            grows = (inside(oi + di, oj + dj) & beyond).any(-1)
+            contained = subset & grows & inside(torch.tensor(oi), torch.tensor(oj))[..., 0]
+            src.append(index[contained])
+            dst.append(index[contained] + oi * w + oj)
+    if not src:  # radius < 1: one-point disks never contain one another
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.cat(src), torch.cat(dst)
 
 
 @dataclass(frozen=True)
@@ -26,32 +66,42 @@ class Partition:
     """A partition strategy.
 
     Attributes:
-        kind: ``"pixel"`` or ``"block"``.
+        kind: ``"pixel"``, ``"block"`` or ``"station"``.
         context_ratio: pixel partition: probability that an observed point enters the context.
         query_ratio: pixel partition: probability that an observed point enters the query.
         blocks: block partition: tiles per side (must match the observation family).
         drop_blocks: block partition: observed tiles removed from the context per sample.
-        query_all: block partition: query all of ``M`` instead of the removed tiles only.
+        query_all: block/station partition: query all of ``M``, not only the removed part.
         static: draw one spatial partition for all frames (matches static observation masks).
+        radius: station partition: disk radius in grid points (must match the observation family).
+        drop_stations: station partition: stations removed from the context per sample.
     """
 
-    kind: Literal["pixel", "block"] = "pixel"
+    kind: Literal["pixel", "block", "station"] = "pixel"
     context_ratio: float = 0.7
     query_ratio: float = 0.7
     blocks: int = 3
     drop_blocks: int = 1
     query_all: bool = False
     static: bool = True
+    radius: float = 3.0
+    drop_stations: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in ("pixel", "block"):
-            raise ValueError(f"partition kind {self.kind!r} is not one of 'pixel', 'block'")
+        if self.kind not in ("pixel", "block", "station"):
+            raise ValueError(
+                f"partition kind {self.kind!r} is not one of 'pixel', 'block', 'station'"
+            )
         for name in ("context_ratio", "query_ratio"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"partition {name}={value} must lie in (0, 1]")
         if self.drop_blocks < 1:
             raise ValueError(f"partition drop_blocks={self.drop_blocks} must be >= 1")
+        if self.drop_stations < 1:
+            raise ValueError(f"partition drop_stations={self.drop_stations} must be >= 1")
+        if not self.radius >= 0.0:
+            raise ValueError(f"partition radius={self.radius} must be >= 0")
 
     def _bernoulli(self, mask: torch.Tensor, ratio: float, g: torch.Generator) -> torch.Tensor:
         if ratio >= 1.0:
@@ -86,6 +136,42 @@ class Partition:
         qry = mask.clone() if self.query_all else mask & dropped_points
         return ctx, qry
 
+    def _stations(
+        self, mask: torch.Tensor, g: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = mask.shape[-2:]
+        frames = mask if not self.static else mask[:, :1]
+        flat = frames.reshape(-1, h, w)
+        kernel = disk_kernel(self.radius).to(mask.device, torch.float32)
+        r = kernel.shape[-1] // 2
+        # station centres: points whose whole disk lies in M (beyond the edges counts as
+        # observed, as the disks of sites near an edge are cut there)
+        holes = F.conv2d((~flat).float()[:, None], kernel[None, None], padding=r)[:, 0]
+        sites = (flat & (holes == 0)).flatten(1)
+        src, dst = (i.to(mask.device) for i in _dominance(h, w, float(self.radius)))
+        if len(src):  # maximal disks only, so that isolated stations are dropped whole
+            larger = torch.zeros(sites.shape, device=mask.device)
+            larger.index_add_(1, src, sites[:, dst].float())  # sites whose disk has a larger one
+            sites &= larger == 0
+        ii = torch.arange(h, device=mask.device).view(1, h, 1)
+        jj = torch.arange(w, device=mask.device).view(1, 1, w)
+        dropped = torch.zeros_like(flat)
+        for _ in range(self.drop_stations):  # one station at a time, each kept only if the
+            free = sites & ~dropped.flatten(1)  # context keeps an observed point
+            score = torch.rand(free.shape, generator=g, device=mask.device)
+            centre = torch.where(free, score, torch.full_like(score, -1.0)).argmax(dim=1)
+            ci, cj = (centre // w)[:, None, None], (centre % w)[:, None, None]
+            disk = (ii - ci) ** 2 + (jj - cj) ** 2 <= self.radius**2
+            candidate = dropped | disk
+            ok = free.any(dim=1) & (flat & ~candidate).flatten(1).any(dim=1)
+            dropped = torch.where(ok[:, None, None], candidate, dropped)
+        dropped_points = dropped.view(frames.shape)
+        if self.static:
+            dropped_points = dropped_points.expand_as(mask)
+        ctx = mask & ~dropped_points
+        qry = mask.clone() if self.query_all else mask & dropped_points
+        return ctx, qry
+
     def split(
         self, mask: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,6 +182,8 @@ class Partition:
             )
         if self.kind == "block":
             return self._blocks(mask, generator)
+        if self.kind == "station":
+            return self._stations(mask, generator)
         ctx = self._bernoulli(mask, self.context_ratio, generator)
         qry = self._bernoulli(mask, self.query_ratio, generator)
         return ctx, qry
@@ -104,6 +192,8 @@ class Partition:
         """Draw a context mask only (inference, Sec. 3.3)."""
         if self.kind == "block":
             return self._blocks(mask, generator)[0]
+        if self.kind == "station":
+            return self._stations(mask, generator)[0]
         return self._bernoulli(mask, self.context_ratio, generator)
 
     def with_context_ratio(self, ratio: float) -> Partition:

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
 
 from incdyn.models.denoiser import Denoiser
+from incdyn.models.fno import FNO
 from incdyn.models.schedule import VPSchedule
 from incdyn.models.unet import UNet
 
-BACKBONES: dict[str, type[nn.Module]] = {"unet": UNet}
+BACKBONES: dict[str, type[nn.Module]] = {"unet": UNet, "fno": FNO}
 
 
 def build_backbone(backbone: dict[str, Any], *, channels: int, frames: int) -> nn.Module:
-    """Instantiate the backbone named in ``backbone["name"]`` with the remaining fields."""
+    """Instantiate ``backbone["name"]`` with the fields of the spec that its class accepts."""
     options = dict(backbone)
     name = options.pop("name")
     if name not in BACKBONES:
         raise ValueError(f"backbone {name!r} is not one of {sorted(BACKBONES)}")
-    if "mults" in options:
-        options["mults"] = tuple(options["mults"])
-    return BACKBONES[name](channels=channels, frames=frames, **options)
+    cls = BACKBONES[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "channels", "frames"}
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in accepted
+    }
+    return cls(channels=channels, frames=frames, **kwargs)
 
 
 def build_denoiser(
     backbone: dict[str, Any], schedule: dict[str, Any], *, channels: int, frames: int
 ) -> Denoiser:
     """``D_θ`` for fields with ``channels`` channels and ``frames`` frames."""
-    return Denoiser(
-        build_backbone(backbone, channels=channels, frames=frames), VPSchedule(**schedule)
-    )
+    net = build_backbone(backbone, channels=channels, frames=frames)
+    return Denoiser(net, VPSchedule(**schedule))

@@ -1,14 +1,17 @@
 """Checkpoints: model ``state_dict`` + the resolved spec as JSON, never pickled classes.
 
 A checkpoint directory holds ``model.pt`` (denoiser weights), ``optimizer.pt`` (to resume) and
-``meta.json`` (step, method, data shape, normalisation, resolved spec). Files are written to a
-temporary name and renamed, so an interrupted save never leaves a half-written file.
+``meta.json`` (step, method, data shape, normalisation, resolved spec). A checkpoint is written
+as one unit: into a hidden staging directory beside it, which is then renamed into place, so an
+interrupted save leaves the previous checkpoint (or nothing) and never a mix of old and new files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,23 @@ import torch
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.registry import build_denoiser
 
+CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+
+def _move_into_place(staging: Path, directory: Path) -> None:
+    if directory.is_dir() and any(directory.iterdir()):
+        # rename(2) replaces only an empty directory: set the previous checkpoint aside first
+        # (the one window where neither is at ``directory`` is these two renames).
+        old = staging.with_name(staging.name + ".old")
+        os.replace(directory, old)
+        try:
+            os.replace(staging, directory)
+        except BaseException:
+            os.replace(old, directory)
+            raise
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, directory)
 
 
 def save_checkpoint(
@@ -31,15 +46,21 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     meta: dict[str, Any],
 ) -> Path:
-    """Write a checkpoint into ``directory`` (created if needed)."""
+    """Write a checkpoint to ``directory``: missing, empty, or an earlier checkpoint to replace."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    _atomic_save(model.state_dict(), directory / "model.pt")
-    if optimizer is not None:
-        _atomic_save(optimizer.state_dict(), directory / "optimizer.pt")
-    tmp = directory / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    os.replace(tmp, directory / "meta.json")
+    if directory.is_dir() and any(p.name not in CHECKPOINT_FILES for p in directory.iterdir()):
+        raise ValueError(f"{directory} holds files besides a checkpoint's: not replacing it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.saving-", dir=directory.parent))
+    try:
+        staging.chmod(0o755)
+        torch.save(model.state_dict(), staging / "model.pt")
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        _move_into_place(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # left only by a failed save
     return directory
 
 
@@ -57,7 +78,10 @@ def load_denoiser(
     meta = read_meta(directory)
     spec = meta["spec"]
     model = build_denoiser(
-        spec["backbone"], spec["schedule"], channels=len(meta["channels"]), frames=meta["frames"]
+        meta.get("backbone") or spec["backbone"],
+        spec["schedule"],
+        channels=len(meta["channels"]),
+        frames=meta["frames"],
     )
     state = torch.load(Path(directory) / "model.pt", map_location=device, weights_only=True)
     model.load_state_dict(state)

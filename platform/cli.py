@@ -2,6 +2,7 @@
 
     incdyn run SPEC [--set key=value ...] [--dry-run]   # the whole experiment
     incdyn data generate SPEC [--set ...]               # only build (or reuse) the store
+    incdyn audit SPEC [--out DIR]                       # Principle-1 exposure audit (Theorem 1)
     incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
 
 The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     gen = data_sub.add_parser("generate", help="generate (or reuse) the spec's store")
     _spec_args(gen)
+    audit = sub.add_parser("audit", help="exposure audit of every diffusion method's partition")
+    _spec_args(audit)
+    audit.add_argument(
+        "--out", default="audit", help="folder for the exposure maps (default: audit/)"
+    )
     serve_cli.add_parser(sub)
     return parser
 
@@ -57,8 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(dry_run(spec))
             return 0
-        run_experiment(spec)
+        try:
+            run_experiment(spec)
+        except SpecError as exc:  # e.g. refused by the exposure audit, before Ray starts
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
+    if args.command == "audit":
+        from incdyn.platform.audit import run_audit
+
+        return run_audit(spec, args.out)
     if args.command == "data":
         from incdyn.platform.experiment import ensure_data
         from incdyn.platform.ray_session import init_ray

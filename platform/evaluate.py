@@ -57,8 +57,11 @@ def inference_partition(meta: dict, test_observation: dict | None) -> Partition:
 
 
 def _impute(
-    kind: str, denoiser, x, m, partition, family, sampler: dict, ensemble: int, g, mu0=None
+    kind: str, denoiser, x, m, partitions, family, sampler: dict, ensemble: int, g, mu0=None
 ):
+    """``partitions``: (inference partition, training partition); they differ only when the test
+    observation ratio differs from the training one (App. G.3)."""
+    partition, trained = partitions
     if kind == "single":
         return ensemble_impute(denoiser, x, m, partition, k=ensemble, generator=g)
     if kind == "direct":
@@ -74,6 +77,7 @@ def _impute(
         k=ensemble,
         generator=g,
         mu0=mu0,
+        step_partition=trained,  # M′ over the whole grid at the training-time density
     )
 
 
@@ -99,7 +103,10 @@ def evaluate_diffusion(
     denoiser, meta = load_denoiser(checkpoint_dir, device)
     spec = meta["spec"]
     test_obs = spec["data"].get("test_observation")
-    partition = inference_partition(meta, test_obs)
+    partitions = (
+        inference_partition(meta, test_obs),
+        partition_for(meta["method"], spec["data"]["observation"]),
+    )
     family = MaskFamily(**spec["data"]["observation"])
     kinds = ["single", "multi"] if sampler["kind"] == "best" else [sampler["kind"]]
     test = SplitDataset(store_url, "test", with_truth=True, limit=_n_test(store_url, max_samples))
@@ -112,7 +119,9 @@ def evaluate_diffusion(
         mask = batch["mask"].numpy()
         mu0 = None
         for kind in kinds:
-            imputed, _ = _impute(kind, denoiser, x, m, partition, family, sampler, ensemble, g, mu0)
+            imputed, _ = _impute(
+                kind, denoiser, x, m, partitions, family, sampler, ensemble, g, mu0
+            )
             if kind == "single":
                 mu0 = imputed  # the multi-step sampler's μ₀ is the single-step estimate
             imputed_phys = test.denormalise(imputed)

@@ -17,6 +17,7 @@ import mlflow
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
+from incdyn.platform.audit import check_exposure
 from incdyn.platform.evaluate import Evaluation, evaluate_classical, evaluate_diffusion
 from incdyn.platform.figures import imputation_figure
 from incdyn.platform.ray_session import init_ray
@@ -75,7 +76,7 @@ def _run_method(
 
 
 def format_table(rows: list[dict]) -> str:
-    keys = ["method", "kind", "seed", "test_mse", "test_mse_unobserved", "seconds"]
+    keys = ["setting", "method", "kind", "seed", "test_mse", "test_mse_unobserved", "seconds"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         cells = [f"{r[k]:.4f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
@@ -123,17 +124,39 @@ def _record_method(
 
 
 def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]:
-    """Run every method of ``spec`` (for every seed); returns one row of metrics per run."""
+    """Run every method of ``spec`` for every data setting and seed; one row per run.
+
+    The exposure audit runs first (before any data or Ray): a partition strategy that leaves
+    never-queried dimensions is refused unless the method allows it.
+    """
+    variants = spec.variants()
+    for variant in variants:
+        check_exposure(variant)
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(spec.experiment_name)
     init_ray(spec.ray.address)
+    rows = []
+    for variant in variants:
+        rows += _run_variant(variant, tracking_uri, progress=progress)
+    table = format_table(rows)
+    print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
+    print(table)
+    return rows
+
+
+def _run_variant(spec: ExperimentSpec, tracking_uri: str, *, progress: bool) -> list[dict]:
+    """One data setting: build/reuse its store, a parent run, a child run per method × seed."""
     url = ensure_data(spec, progress=progress)
     params = flatten(
-        {k: v for k, v in spec.to_dict().items() if k not in ("methods", "seeds", "seed")}
+        {
+            k: v
+            for k, v in spec.to_dict().items()
+            if k not in ("methods", "seeds", "seed", "profiles", "settings")
+        }
     )
     rows = []
-    with mlflow.start_run(run_name=spec.name) as parent:
+    with mlflow.start_run(run_name=f"{spec.name} ({spec.setting})") as parent:
         mlflow.set_tags(
             {
                 "incdyn.role": "experiment",
@@ -149,13 +172,8 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]
                 rows.append(
                     _record_method(seeded, method, url, tracking_uri, params, parent.info.run_id)
                 )
-        table = format_table(rows)
-        mlflow.log_text(table, "results.md")
-    print(
-        f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r}, run {parent.info.run_id})"
-    )
-    print(table)
-    return rows
+        mlflow.log_text(format_table(rows), "results.md")
+    return [{"setting": spec.setting, **r} for r in rows]
 
 
 def dry_run(spec: ExperimentSpec) -> str:
@@ -163,10 +181,15 @@ def dry_run(spec: ExperimentSpec) -> str:
     lines = [
         dump_spec(spec).rstrip(),
         "# resolved:",
-        f"#   store: {store_url_of(spec)}",
         f"#   mlflow: {resolve_tracking_uri(spec.mlflow.tracking_uri)} (experiment {spec.experiment_name!r})",
     ]
-    for m in spec.methods:
-        if isinstance(m, DiffusionMethod):
-            lines.append(f"#   ray train run for {m.name}: {run_name(spec, m)}")
+    for variant in spec.variants():
+        lines.append(f"#   setting {variant.setting!r}: store {store_url_of(variant)}")
+        for seed in variant.run_seeds:
+            seeded = variant.model_copy(update={"seed": seed})
+            for m in variant.methods:
+                if isinstance(m, DiffusionMethod):
+                    lines.append(
+                        f"#     ray train run for {m.name} (seed {seed}): {run_name(seeded, m)}"
+                    )
     return "\n".join(lines)

@@ -37,11 +37,13 @@ class _Strict(BaseModel):
 class ObservationSpec(_Strict):
     """Observation-mask family p(M) (Sec. 4.1)."""
 
-    kind: Literal["pixel", "block"] = "pixel"  # i.i.d. points, or k of blocks×blocks tiles
+    kind: Literal["pixel", "block", "station"] = "pixel"  # i.i.d. points, tiles, sensor disks
     p: Ratio = 0.2  # pixel: observed fraction
     k: int = Field(8, ge=1)  # block: observed tiles
     blocks: int = Field(3, ge=1)  # block: tiles per side
     static: bool = True  # one spatial mask repeated over all frames
+    stations: int = Field(8, ge=1)  # station: sensor sites per mask
+    radius: float = Field(3.0, ge=0.0)  # station: observed disk radius in grid points
 
     @model_validator(mode="after")
     def _k_fits(self) -> ObservationSpec:
@@ -55,11 +57,11 @@ class ObservationSpec(_Strict):
 class DataSpec(_Strict):
     """Where the data come from and how they are observed."""
 
-    source: Literal["navier_stokes", "shallow_water", "advection"] = (
-        "navier_stokes"  # PDE generator
+    source: Literal["navier_stokes", "shallow_water", "advection", "era5"] = (
+        "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
     )
     preset: str = "quickstart"  # the generator's named configuration
-    params: dict[str, float | int | str | list[float]] = {}  # generator-config overrides
+    params: dict[str, float | int | str | list[float] | list[str]] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
     n_train: int = Field(256, ge=1)
     n_val: int = Field(32, ge=1)
@@ -72,11 +74,29 @@ class DataSpec(_Strict):
 class PartitionSpec(_Strict):
     """Context/query partition strategy (Sec. 3.2)."""
 
-    kind: Literal["pixel", "block"] = "pixel"
+    kind: Literal["pixel", "block", "station"] = "pixel"
     context_ratio: Ratio = 0.7
     query_ratio: Ratio = 0.7
     drop_blocks: int = Field(1, ge=1)  # block: observed tiles moved from context to query
-    query_all: bool = False  # block: query all of M, not only the dropped tiles
+    drop_stations: int = Field(1, ge=1)  # station: whole stations moved from context to query
+    query_all: bool = False  # block/station: query all of M, not only the dropped part
+
+
+class BackboneSpec(_Strict):
+    """Network ``D_θ``: EDM2-style UNet (frames folded into channels) or FNO (Table 5).
+
+    Fields a backbone does not take are ignored by it (``mults`` for the FNO, ``modes`` for the UNet).
+    """
+
+    name: Literal["unet", "fno"] = "unet"
+    width: int = Field(32, ge=4)  # channels at the finest level (UNet) / lifted width (FNO)
+    mults: tuple[int, ...] = (1, 2, 2)  # UNet: channel multiplier per level
+    blocks_per_level: int = Field(2, ge=1)  # UNet: residual blocks per level
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # UNet
+    modes: int = Field(12, ge=1)  # FNO: Fourier modes kept per direction
+    layers: int = Field(4, ge=1)  # FNO: spectral layers
+    padding_mode: Literal["zeros", "circular"] = "circular"  # circular for periodic domains
+    channels_last: bool = True  # UNet: convolutions in channels-last layout (GPU, oneDNN)
 
 
 class SamplerSpec(_Strict):
@@ -101,6 +121,8 @@ class DiffusionMethod(_Strict):
     partition: PartitionSpec = PartitionSpec()
     ensemble: int = Field(10, ge=1, le=256)  # K context masks at inference (Sec. 3.3)
     sampler: SamplerSpec = SamplerSpec()
+    backbone: BackboneSpec | None = None  # None: the experiment's backbone
+    allow_zero_exposure: bool = False  # run even if the audit finds never-queried dimensions
 
 
 class ClassicalMethod(_Strict):
@@ -128,17 +150,6 @@ MethodSpec = Annotated[
 ]
 
 
-class BackboneSpec(_Strict):
-    """Network ``D_θ`` (EDM2-style UNet, frames folded into channels)."""
-
-    name: Literal["unet"] = "unet"
-    width: int = Field(32, ge=4)  # channels at the finest level
-    mults: tuple[int, ...] = (1, 2, 2)  # channel multiplier per level
-    blocks_per_level: int = Field(2, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    padding_mode: Literal["zeros", "circular"] = "circular"  # circular for periodic domains
-
-
 class ScheduleSpec(_Strict):
     """VP diffusion schedule (METHOD.md)."""
 
@@ -160,6 +171,8 @@ class TrainingSpec(_Strict):
     log_every: int = Field(50, ge=1)  # steps between reports (train loss; val loss)
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints
     val_samples: int = Field(32, ge=1)  # validation samples for the val loss
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward pass and loss
+    compile: bool = False  # torch.compile the backbone (first steps pay the compilation)
 
 
 class EvaluationSpec(_Strict):
@@ -188,6 +201,13 @@ class MlflowSpec(_Strict):
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else the default
 
 
+class SettingSpec(_Strict):
+    """One data setting of a multi-setting experiment (a column of a paper table)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    overrides: dict[str, Any] = {}  # dotted key -> value, as with --set
+
+
 class ExperimentSpec(_Strict):
     """A whole experiment: data, methods and how to run them."""
 
@@ -202,6 +222,9 @@ class ExperimentSpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     ray: RaySpec = RaySpec()
     mlflow: MlflowSpec = MlflowSpec()
+    settings: list[SettingSpec] = []  # data settings (table columns); each a set of overrides
+    profile: str | None = None  # the applied entry of ``profiles`` (e.g. ``smoke``)
+    profiles: dict[str, dict[str, Any]] = {}  # named overrides, applied at load time
 
     @field_validator("methods")
     @classmethod
@@ -213,16 +236,45 @@ class ExperimentSpec(_Strict):
         return methods
 
     @model_validator(mode="after")
+    def _profile_known(self) -> ExperimentSpec:
+        if self.profile is not None and self.profile not in self.profiles:
+            raise ValueError(
+                f"profile {self.profile!r} is not defined; profiles: {sorted(self.profiles)}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _partition_matches_masks(self) -> ExperimentSpec:
-        blocks = self.data.observation.kind == "block"
+        observed = self.data.observation.kind
         for m in self.methods:
-            if isinstance(m, DiffusionMethod) and m.partition.kind == "block" and not blocks:
+            kind = m.partition.kind if isinstance(m, DiffusionMethod) else "pixel"
+            if kind in ("block", "station") and observed != kind:
                 raise ValueError(
-                    f"method {m.name!r}: block partition needs block observation masks"
+                    f"method {m.name!r}: {kind} partition needs {kind} observation masks"
                 )
         return self
 
     # -- derived values ----------------------------------------------------------------------
+    def backbone_of(self, method: DiffusionMethod) -> BackboneSpec:
+        return method.backbone or self.backbone
+
+    def variants(self) -> list[ExperimentSpec]:
+        """One spec per data setting (the spec itself when it has none), named ``<name>-<setting>``."""
+        if not self.settings:
+            return [self]
+        base = {k: v for k, v in self.to_dict().items() if k != "settings"}
+        out = []
+        for setting in self.settings:
+            items = [
+                f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+                for k, v in setting.overrides.items()
+            ]
+            raw = apply_overrides(base, items)
+            raw["name"] = f"{self.name}-{setting.name}"
+            raw["mlflow"] = {**raw.get("mlflow", {}), "experiment": self.experiment_name}
+            out.append(parse_spec(raw, f"{self.name} setting {setting.name!r}"))
+        return out
+
     def method(self, name: str) -> DiffusionMethod | ClassicalMethod:
         for m in self.methods:
             if m.name == name:
@@ -237,7 +289,11 @@ class ExperimentSpec(_Strict):
     def setting(self) -> str:
         """The data setting a table column stands for, e.g. ``navier_stokes pixel 20%``."""
         o = self.data.observation
-        mask = f"pixel {o.p:.0%}" if o.kind == "pixel" else f"block {o.k}/{o.blocks**2}"
+        mask = {
+            "pixel": f"pixel {o.p:.0%}",
+            "block": f"block {o.k}/{o.blocks**2}",
+            "station": f"station {o.stations}×r{o.radius:g}",
+        }[o.kind]
         return f"{self.data.source} {mask}"
 
     @property
@@ -335,9 +391,26 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return out
 
 
+def _apply_profile(raw: dict, source: str) -> dict:
+    name = raw.get("profile")
+    profiles = raw.get("profiles") or {}
+    if not name or not isinstance(profiles, dict) or name not in profiles:
+        return raw  # an unknown profile is reported by validation
+    items = [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+        for k, v in (profiles[name] or {}).items()
+    ]
+    try:
+        return apply_overrides(raw, items)
+    except SpecError as exc:
+        raise SpecError(f"invalid experiment spec {source}: profile {name!r}: {exc}") from None
+
+
 def parse_spec(raw: Any, source: str = "<dict>") -> ExperimentSpec:
+    """Validate a raw spec mapping (after applying its selected profile)."""
     if not isinstance(raw, dict):
         raise SpecError(f"invalid experiment spec {source}: the top level must be a mapping")
+    raw = _apply_profile(raw, source)
     try:
         return ExperimentSpec.model_validate(raw)
     except ValidationError as exc:

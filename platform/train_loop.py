@@ -24,6 +24,7 @@ from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import Partition
 from incdyn.models.registry import build_denoiser
 from incdyn.platform.checkpoint import read_meta, save_checkpoint
+from incdyn.platform.probe import WorkerProbe
 from incdyn.platform.tracking import RunLogger
 
 
@@ -38,6 +39,8 @@ def partition_for(method: dict[str, Any], observation: dict[str, Any]) -> Partit
         drop_blocks=p["drop_blocks"],
         query_all=p["query_all"],
         static=observation["static"],
+        radius=observation.get("radius", 3.0),  # .get: specs saved before station masks
+        drop_stations=p.get("drop_stations", 1),
     )
 
 
@@ -96,12 +99,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         val_loader = DataLoader(val_set, batch_size=training["batch_size"])
 
     # 2. Model and optimiser; DDP when world > 1.
+    backbone = method.get("backbone") or spec["backbone"]  # a method may bring its own (Table 5)
     denoiser = build_denoiser(
-        spec["backbone"],
+        backbone,
         spec["schedule"],
         channels=len(train_set.channels),
         frames=train_set.shape[0],
     )
+    if training["compile"]:  # in place: parameter names, hence checkpoints, stay the same
+        denoiser.backbone.compile()
     model = ray.train.torch.prepare_model(denoiser)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=training["lr"], betas=tuple(training["betas"])
@@ -126,6 +132,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     if logger and checkpoint:
         logger.tag("resumed_from_step", str(step))
+    # Diagnostics for tests: per-worker node, sample indices and parameter checksum (probe.py).
+    probe = (
+        WorkerProbe(config["probe_dir"], rank=rank, world=world, start_step=step)
+        if config.get("probe_dir")
+        else None
+    )
+    bf16 = training["precision"] == "bf16"  # autocast forward and loss; weights stay fp32
 
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
     g = torch.Generator(device=device).manual_seed(spec["seed"] * 100_003 + rank * 1_009 + step)
@@ -135,6 +148,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "std": train_set.std.ravel().tolist(),
         },
         "method": method,
+        "backbone": backbone,
         "channels": list(train_set.channels),
         "frames": train_set.shape[0],
         "grid": list(train_set.shape[2:]),
@@ -151,8 +165,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, training)
+            if probe:
+                probe.saw(epoch, batch["index"])
             x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-            loss = data_matching_loss(model, x, m, partition, g)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = data_matching_loss(model, x, m, partition, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if training["grad_clip"]:
@@ -186,6 +203,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     ckpt = ray.train.Checkpoint.from_directory(tmp)
                 if logger:
                     logger.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+                if probe:
+                    probe.report(step, metrics["train_loss"], denoiser)
                 ray.train.report(metrics, checkpoint=ckpt)
         epoch += 1
     if world > 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import ray.train
@@ -19,12 +20,18 @@ from incdyn.platform.train_loop import train_loop_per_worker
 
 
 def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
-    """``<experiment>-<method>-<hash of what determines the weights>``."""
+    """``<experiment>-<hash of what determines the weights>``.
+
+    Only training inputs enter the hash (seed, data, backbone, schedule, training, partition),
+    not the method's name or sampler: methods that differ only at inference (Tables 4 and 7)
+    share one Ray Train run, and the second finds it finished instead of training again.
+    """
     d = spec.to_dict()
-    key = {k: d[k] for k in ("seed", "data", "backbone", "schedule", "training")}
-    key["method"] = method.model_dump(mode="json")
+    key = {k: d[k] for k in ("seed", "data", "schedule", "training")}
+    key["backbone"] = spec.backbone_of(method).model_dump(mode="json")
+    key["partition"] = method.partition.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{spec.name}-{method.name}-{digest}"
+    return f"{spec.name}-{digest}"
 
 
 def storage_path(spec: ExperimentSpec) -> str:
@@ -56,6 +63,7 @@ def train_method(
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "threads": max(1, int(cpus)),
+        "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
     }
     trainer = TorchTrainer(
         train_loop_per_worker,

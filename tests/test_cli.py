@@ -26,3 +26,32 @@ def test_bad_spec_fails_fast_with_named_field(tmp_path):
     assert out.returncode == 2
     assert "training.lr" in out.stderr and "training.wat: unknown key" in out.stderr
     assert "ray" not in out.stderr.lower().split("invalid")[0]  # failed before Ray started
+
+
+def test_run_refuses_zero_exposure_strategy_before_ray(tmp_path):
+    spec = tmp_path / "incorrect.yaml"
+    spec.write_text(
+        "name: incorrect\n"
+        "data: {params: {grid: 16, frames: 4}, observation: {kind: block, k: 5}}\n"
+        "methods: [{name: pixel_on_blocks, partition: {kind: pixel}}]\n"
+    )
+    out = _incdyn("run", str(spec), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "never queried" in out.stderr and "allow_zero_exposure" in out.stderr
+    assert not (tmp_path / "data").exists()  # refused before any data or Ray
+
+
+def test_audit_reports_zero_exposure_of_pixel_partition_on_block_masks(tmp_path):
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(
+        "name: audit\n"
+        "data: {params: {grid: 18, frames: 2}, observation: {kind: block, k: 5}}\n"
+        "methods:\n"
+        "  - {name: block, partition: {kind: block}}\n"
+        "  - {name: pixel, partition: {kind: pixel}, allow_zero_exposure: true}\n"
+    )
+    out = _incdyn("audit", str(spec), "--out", str(tmp_path / "maps"), cwd=tmp_path)
+    assert out.returncode == 1  # some method has zero exposure
+    block, pixel = out.stdout.split("] pixel:")
+    assert "ZERO EXPOSURE" not in block and "ZERO EXPOSURE" in pixel
+    assert (tmp_path / "maps" / "audit-block-exposure.png").is_file()

@@ -115,6 +115,28 @@ def test_step_contexts_are_drawn_over_the_whole_grid():
     assert abs(step_ctx.float().mean().item() - FAMILY.p * 0.7) < 0.08  # training marginal
 
 
+def test_step_partition_sets_the_whole_grid_context_density():
+    _, x, m = _setup(b=4)
+    rec = Recorder()
+    den = Denoiser(rec, VPSchedule())
+    test_partition = Partition(context_ratio=0.3)  # e.g. rescaled for another test ratio
+    multistep_impute(
+        den,
+        x,
+        m,
+        test_partition,
+        FAMILY,
+        steps=4,
+        k=2,
+        generator=_gen(),
+        step_partition=Partition(context_ratio=0.9),
+    )
+    first = rec.contexts[0].float().sum() / m.repeat_interleave(2, 0).float().sum()
+    assert abs(first.item() - 0.3) < 0.1  # μ₀: the given partition
+    step_ctx = torch.cat(rec.contexts[1:])
+    assert abs(step_ctx.float().mean().item() - FAMILY.p * 0.9) < 0.08  # M′: training marginal
+
+
 def test_bad_arguments():
     _, x, m = _setup()
     den = Denoiser(ContextMean(), VPSchedule())

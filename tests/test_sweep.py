@@ -1,0 +1,218 @@
+"""Ray Tune sweeps: a 2×2 ratio grid on a real 2-CPU Ray finishes, is tracked, and is reported."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from incdyn.platform import report_cli
+from incdyn.platform.report import build_report
+from incdyn.platform.spec import SpecError, parse_spec
+from incdyn.platform.sweep import TRIAL_CPU, plan_resources, run_sweep
+
+EXPERIMENT = "sweep-test"
+
+
+def tiny_spec(tmp: Path, **overrides) -> dict:
+    """16×16 grid, 4 frames, width-8 UNet, 6 steps: a trial is mostly Ray start-up."""
+    spec = {
+        "name": "tinysweep",
+        "data": {
+            "params": {"grid": 16, "frames": 4},
+            "store": str(tmp / "tiny.zarr"),
+            "n_train": 16,
+            "n_val": 4,
+            "n_test": 4,
+            "chunk": 4,
+            "observation": {"p": 0.3},
+        },
+        "methods": [
+            {
+                "name": "ns_inpaint",
+                "kind": "inpaint_ns",
+            },  # not swept: the first diffusion method is
+            {
+                "name": "ours",
+                "partition": {"context_ratio": 0.7, "query_ratio": 0.7},
+                "ensemble": 2,
+            },
+        ],
+        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        "training": {
+            "steps": 6,
+            "batch_size": 2,
+            "log_every": 3,
+            "checkpoint_every": 3,
+            "val_samples": 4,
+        },
+        "evaluation": {"figure": False},
+        "ray": {"num_workers": 1, "storage_path": str(tmp / "runs")},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": EXPERIMENT},
+    }
+    spec.update(overrides)
+    return spec
+
+
+# -- resources: concurrent trials must fit together (no fast Ray needed) ------------------
+
+
+def test_two_cpus_run_two_one_worker_trials_that_fit_together():
+    plan = plan_resources(
+        num_workers=1, use_gpu=False, cpus_per_worker=None, n_trials=4, cluster_cpus=2
+    )
+    assert plan.concurrent == 2
+    assert plan.concurrent * (plan.cpus_per_worker + TRIAL_CPU) <= 2
+
+
+def test_configured_cpus_per_worker_limit_concurrency():
+    plan = plan_resources(
+        num_workers=2, use_gpu=False, cpus_per_worker=1.0, n_trials=8, cluster_cpus=8
+    )
+    assert (plan.concurrent, plan.cpus_per_worker) == (3, 1.0)  # 3 × (2 + 0.01) ≤ 8 < 4 × 2.01
+    with pytest.raises(ValueError, match="cpus_per_worker"):
+        plan_resources(
+            num_workers=2, use_gpu=False, cpus_per_worker=2.0, n_trials=1, cluster_cpus=2
+        )
+
+
+def test_gpus_bound_concurrency_and_workers_fit_a_node():
+    plan = plan_resources(
+        num_workers=2, use_gpu=True, cpus_per_worker=None, n_trials=9,
+        cluster_cpus=64, cluster_gpus=8, node_cpus=16, max_concurrent=3,
+    )  # fmt: skip
+    assert plan.concurrent == 3 and plan.cpus_per_worker <= 16 - TRIAL_CPU
+    with pytest.raises(ValueError, match="GPUs"):
+        plan_resources(
+            num_workers=2,
+            use_gpu=True,
+            cpus_per_worker=None,
+            n_trials=1,
+            cluster_cpus=4,
+            cluster_gpus=1,
+        )
+
+
+def test_bad_axis_value_fails_before_ray(tmp_path):
+    spec = parse_spec(tiny_spec(tmp_path))
+    with pytest.raises(SpecError, match="context_ratio"):
+        run_sweep(spec, context_ratios=[0.5, 1.5])
+
+
+# -- a real sweep ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, ray_local):
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec = parse_spec(tiny_spec(tmp))
+    client = MlflowClient(spec.mlflow.tracking_uri)
+    client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = run_sweep(spec, context_ratios=[0.5, 0.9], query_ratios=[0.5, 0.9], progress=False)
+    mlflow.end_run()
+    return spec, client, result, out.getvalue()
+
+
+def _runs(client: MlflowClient, role: str) -> list:
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([exp.experiment_id], f"tags.`incdyn.role` = '{role}'")
+
+
+def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
+    spec, client, result, printed = swept
+    (parent,) = _runs(client, "sweep")
+    trials = _runs(client, "trial")
+    assert len(trials) == len(result.trials) == 4
+    grid = {(t.data.params["context_ratio"], t.data.params["query_ratio"]) for t in trials}
+    assert grid == {("0.5", "0.5"), ("0.5", "0.9"), ("0.9", "0.5"), ("0.9", "0.9")}
+    for t in trials:
+        assert t.info.status == "FINISHED"
+        assert t.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert (
+            t.data.tags["incdyn.method"] == "ours" and t.data.tags["incdyn.setting"] == spec.setting
+        )
+        assert {"val_loss", "train_loss", "test_mse", "test_mse_unobserved"} <= set(t.data.metrics)
+        assert t.data.params["method.partition.context_ratio"] == t.data.params["context_ratio"]
+        assert t.data.params["ray.cpus_per_worker"] == "0.99"  # 2 trials at a time on 2 CPUs
+    assert "best configuration" in printed and result.best is not None
+
+
+def test_best_configuration_is_the_lowest_val_loss_and_is_logged(swept):
+    _, client, result, printed = swept
+    trials = _runs(client, "trial")
+    best = min(trials, key=lambda t: t.data.metrics["val_loss"])
+    assert result.best.val_loss == pytest.approx(best.data.metrics["val_loss"])
+    assert f"context_ratio={result.best.context_ratio:g}" in printed
+    (parent,) = _runs(client, "sweep")
+    assert parent.data.params["best.context_ratio"] == best.data.params["context_ratio"]
+    assert parent.data.params["best.query_ratio"] == best.data.params["query_ratio"]
+    assert parent.data.metrics["best_test_mse"] == pytest.approx(best.data.metrics["test_mse"])
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"sweep.md", "best.json", "trials.json", "spec.yaml"} <= names
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/ratio_heatmap.png" in figures
+    art = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/best.json")
+    assert json.loads(art)["val_loss"] == pytest.approx(best.data.metrics["val_loss"])
+
+
+def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
+    spec, client, _, _ = swept
+    parser = argparse.ArgumentParser()
+    report_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["report", EXPERIMENT, "--tracking-uri", spec.mlflow.tracking_uri, "--out", str(tmp_path)]
+    )
+    assert report_cli.run(args) == 0
+    printed = capsys.readouterr().out
+    stored = {
+        t.data.tags["incdyn.variant"]: t.data.metrics["test_mse"] for t in _runs(client, "trial")
+    }
+    for variant, value in stored.items():
+        assert f"| ours [{variant}] | " in printed and f"{value:.4g} (n=1)" in printed
+    rows = list(csv.DictReader((tmp_path / "report.csv").open()))
+    assert {r["method"]: float(r["mean"]) for r in rows} == {
+        f"ours [{v}]": x for v, x in stored.items()
+    }
+    report = build_report(EXPERIMENT, tracking_uri=spec.mlflow.tracking_uri)
+    assert report.columns == [spec.setting]
+    (parent,) = _runs(client, "sweep")
+    assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+# -- ASHA: a trial stopped early frees its resources; runs in its own Ray, dashboard on -----
+
+
+@pytest.mark.slow
+def test_asha_sweep_stops_trials_early_and_finishes(tmp_path):
+    spec = tiny_spec(tmp_path, training={**tiny_spec(tmp_path)["training"], "steps": 12})
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    code = (
+        "import sys, ray; from incdyn.platform.spec import load_spec; "
+        "from incdyn.platform.sweep import run_sweep; "
+        "ray.init(address='local', num_cpus=2, logging_level='ERROR'); "
+        f"r = run_sweep(load_spec({str(path)!r}), mode='asha', num_samples=4, grace_period=3, "
+        "context_ratios=[0.3, 0.9], query_ratios=[0.3, 0.9], progress=False); "
+        "ray.shutdown(); sys.exit(0 if r.best else 1)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=540, env=env
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "best configuration" in out.stdout
+    client = MlflowClient(spec["mlflow"]["tracking_uri"])
+    trials = _runs(client, "trial")
+    assert len(trials) == 4 and all(t.info.status in ("FINISHED", "KILLED") for t in trials)
