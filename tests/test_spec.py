@@ -16,7 +16,36 @@ SPECS = sorted((Path(__file__).resolve().parents[1] / "experiments").rglob("*.ya
 def test_every_spec_validates_and_dry_runs(path):
     spec = load_spec(path)
     text = dry_run(spec)
-    assert spec.name in text and "store:" in text
+    assert spec.name in text and "store" in text
+    for profile in spec.profiles:  # every named profile (e.g. smoke) resolves too
+        small = load_spec(path, [f"profile={profile}"])
+        assert small.profile == profile
+        assert dry_run(small)
+
+
+def test_paper_tables_each_have_a_spec_with_a_smoke_profile():
+    paper = {p.stem for p in SPECS if p.parent.name == "paper"}
+    assert {"table1", "table2", "table4", "table5", "table6", "table7", "table8"} <= paper
+    for name in paper:
+        spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "paper" / f"{name}.yaml", ["profile=smoke"])
+        for variant in spec.variants():
+            assert variant.training.steps <= 50 and variant.data.n_train <= 64
+            assert not variant.ray.use_gpu and variant.data.source != "era5"  # runs on 2 CPU cores offline
+
+
+def test_settings_become_variants_with_their_own_store_and_shared_experiment():
+    spec = parse_spec(
+        _minimal(
+            settings=[
+                {"name": "p80", "overrides": {"data.observation.p": 0.8}},
+                {"name": "p20", "overrides": {"data.observation.p": 0.2}},
+            ]
+        )
+    )
+    a, b = spec.variants()
+    assert (a.data.observation.p, b.data.observation.p) == (0.8, 0.2)
+    assert a.store_url != b.store_url and a.experiment_name == b.experiment_name == "t"
+    assert a.setting != b.setting
 
 
 def _minimal(**extra) -> dict:
