@@ -19,7 +19,9 @@ class SquaredError:
     channels: tuple[str, ...]
     sums: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def update(self, imputed: np.ndarray, truth: np.ndarray, mask: np.ndarray, std: np.ndarray) -> None:
+    def update(
+        self, imputed: np.ndarray, truth: np.ndarray, mask: np.ndarray, std: np.ndarray
+    ) -> None:
         """imputed, truth ``(N, T, C, H, W)`` physical units; mask bool ``(N, T, H, W)``; std ``(C,)``."""
         if imputed.shape != truth.shape:
             raise ValueError(f"imputed shape {imputed.shape} != truth shape {truth.shape}")
@@ -39,6 +41,12 @@ class SquaredError:
         ):
             self.sums[key] = self.sums.get(key, 0.0) + value
 
+    def add(self, values: dict[str, np.ndarray]) -> None:
+        """Per-sample extra metrics (e.g. physics scores); reported as their mean ``test_<name>``."""
+        for name, v in values.items():
+            self.sums[f"extra:{name}"] = self.sums.get(f"extra:{name}", 0.0) + float(np.sum(v))
+            self.sums[f"count:{name}"] = self.sums.get(f"count:{name}", 0.0) + float(np.size(v))
+
     def merge(self, other: SquaredError) -> None:
         for key, value in other.sums.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
@@ -49,6 +57,10 @@ class SquaredError:
             "test_mse": float(s["all"].sum() / s["n_all"].sum()),
             "test_mse_unobserved": float(s["hidden"].sum() / max(s["n_hidden"].sum(), 1.0)),
         }
+        for key, total in s.items():
+            if key.startswith("extra:"):
+                name = key[len("extra:") :]
+                out[f"test_{name}"] = float(total / max(s[f"count:{name}"], 1.0))
         if len(self.channels) > 1:
             for i, name in enumerate(self.channels):
                 out[f"test_mse_{name}"] = float(s["all"][i] / s["n_all"][i])

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from incdyn.datasets.masks import MaskFamily
 from incdyn.datasets.metrics import SquaredError
+from incdyn.datasets.scoring import physics_context, score
 from incdyn.datasets.store import normalization, open_split
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.classical import impute_batch
@@ -110,6 +111,7 @@ def evaluate_diffusion(
     family = MaskFamily(**spec["data"]["observation"])
     kinds = ["single", "multi"] if sampler["kind"] == "best" else [sampler["kind"]]
     test = SplitDataset(store_url, "test", with_truth=True, limit=_n_test(store_url, max_samples))
+    physics = physics_context(open_split(store_url, "test"), spec["data"]["source"])
     accs = {k: SquaredError(test.channels) for k in kinds}
     examples: dict[str, tuple] = {}
     g = torch.Generator(device=device).manual_seed(seed + 7)
@@ -126,6 +128,7 @@ def evaluate_diffusion(
                 mu0 = imputed  # the multi-step sampler's μ₀ is the single-step estimate
             imputed_phys = test.denormalise(imputed)
             accs[kind].update(imputed_phys, truth_phys, mask, test.std.ravel())
+            accs[kind].add(score(imputed_phys, truth_phys, batch["index"].numpy(), physics))
             examples.setdefault(kind, (truth_phys[0], mask[0], imputed_phys[0]))
     results = {k: acc.result() for k, acc in accs.items()}
     if len(kinds) == 1:
@@ -139,28 +142,35 @@ def evaluate_diffusion(
     return Evaluation(metrics, *examples[best])
 
 
-def _classical_shard(name: str, url: str, start: int, stop: int) -> tuple[SquaredError, tuple]:
-    ds = open_split(url, "test", ["truth"]).isel(sample=slice(start, stop))
+def _classical_shard(
+    name: str, url: str, start: int, stop: int, source: str
+) -> tuple[SquaredError, tuple]:
+    split = open_split(url, "test", ["truth"])
+    physics = physics_context(split, source)
+    ds = split.isel(sample=slice(start, stop))
     values, mask, truth = ds["field"].values, ds["mask"].values, ds["truth"].values
     imputed = impute_batch(name, values.astype(np.float32), mask.astype(bool))
     _, std = normalization(url)
     acc = SquaredError(tuple(str(c) for c in ds["channel"].values))
     acc.update(imputed, truth, mask, std)
+    acc.add(score(imputed, truth, np.arange(start, stop), physics))
     return acc, (truth[0], mask[0], imputed[0])
 
 
 _classical_task = ray.remote(num_cpus=1)(_classical_shard)
 
 
-def evaluate_classical(kind: str, *, store_url: str, max_samples: int | None) -> Evaluation:
+def evaluate_classical(
+    kind: str, *, store_url: str, max_samples: int | None, source: str
+) -> Evaluation:
     """Classical baseline over the test split, one Ray task per store chunk."""
     n = _n_test(store_url, max_samples)
     chunk = open_split(store_url, "test")["field"].encoding.get("chunks", (n,))[0]
     ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
     if store_url.startswith("memory://") or not ray.is_initialized():
-        parts = [_classical_shard(kind, store_url, a, b) for a, b in ranges]
+        parts = [_classical_shard(kind, store_url, a, b, source) for a, b in ranges]
     else:
-        parts = ray.get([_classical_task.remote(kind, store_url, a, b) for a, b in ranges])
+        parts = ray.get([_classical_task.remote(kind, store_url, a, b, source) for a, b in ranges])
     acc = parts[0][0]
     for other, _ in parts[1:]:
         acc.merge(other)

@@ -56,7 +56,9 @@ def _run_method(
 ) -> Evaluation:
     ev = spec.evaluation
     if not isinstance(method, DiffusionMethod):
-        return evaluate_classical(method.kind, store_url=url, max_samples=ev.max_samples)
+        return evaluate_classical(
+            method.kind, store_url=url, max_samples=ev.max_samples, source=spec.data.source
+        )
     mlflow.set_tag("ray_train_run", run_name(spec, method))
     result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
     if result.checkpoint is None:
