@@ -111,10 +111,13 @@ class ExposureReport:
     def summary(self) -> str:
         f, p = self.family, self.partition
         fam = f"pixel p={f.p}" if f.kind == "pixel" else f"block {f.k}/{f.blocks**2}"
+        if f.kind == "station":
+            fam = f"station {f.stations}×r{f.radius:g}"
         if p.kind == "pixel":
             part = f"pixel r_ctx={p.context_ratio} r_qry={p.query_ratio}"
         else:
-            part = f"block drop={p.drop_blocks}" + (" query_all" if p.query_all else "")
+            drop = p.drop_stations if p.kind == "station" else p.drop_blocks
+            part = f"{p.kind} drop={drop}" + (" query_all" if p.query_all else "")
         verdict = (
             f"ZERO EXPOSURE at {self.zero_fraction:.1%} of points "
             f"({self.zero_mass:.1%} of context/point pairs)"

@@ -37,7 +37,9 @@ def test_every_method_gets_a_finished_run_with_common_metrics(tmp_path, ray_loca
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name(spec.experiment_name)
     runs = client.search_runs([exp.experiment_id], "tags.`incdyn.role` = 'method'")
-    assert sorted(r.data.tags["incdyn.method"] for r in runs) == sorted(m.name for m in spec.methods)
+    assert sorted(r.data.tags["incdyn.method"] for r in runs) == sorted(
+        m.name for m in spec.methods
+    )
     common = {"test_mse", "test_mse_unobserved", "seconds"}
     for r in runs:
         assert r.info.status == "FINISHED"

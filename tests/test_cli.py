@@ -10,7 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _incdyn(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "incdyn.platform.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "incdyn.platform.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_dry_run_prints_resolved_spec_with_overrides():

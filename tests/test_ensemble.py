@@ -18,7 +18,9 @@ class ContextMean(nn.Module):
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
         c = x.shape[1] // 2
         values, ctx = x[:, :c], x[:, c:]
-        mean = values.sum(dim=(2, 3, 4), keepdim=True) / ctx.sum(dim=(2, 3, 4), keepdim=True).clamp_min(1)
+        mean = values.sum(dim=(2, 3, 4), keepdim=True) / ctx.sum(
+            dim=(2, 3, 4), keepdim=True
+        ).clamp_min(1)
         return mean.expand_as(values) + 0.01 * values
 
 
@@ -31,7 +33,9 @@ def _setup(b: int = 3):
 def test_batched_ensemble_equals_loop_over_masks():
     den, x, m = _setup()
     part, k = Partition(context_ratio=0.6), 5
-    imputed, spread = ensemble_impute(den, x, m, part, k=k, generator=torch.Generator().manual_seed(7), max_batch=4)
+    imputed, spread = ensemble_impute(
+        den, x, m, part, k=k, generator=torch.Generator().manual_seed(7), max_batch=4
+    )
     # the same draws, evaluated one mask at a time
     g = torch.Generator().manual_seed(7)
     ctx = part.context(m.repeat_interleave(k, 0), g)
@@ -50,7 +54,9 @@ def test_batched_ensemble_equals_loop_over_masks():
 
 def test_observed_points_unchanged_and_spread_nonnegative():
     den, x, m = _setup()
-    imputed, spread = ensemble_impute(den, x, m, Partition(), k=4, generator=torch.Generator().manual_seed(0))
+    imputed, spread = ensemble_impute(
+        den, x, m, Partition(), k=4, generator=torch.Generator().manual_seed(0)
+    )
     obs = m[:, None].expand_as(x)
     assert torch.equal(imputed[obs], x[obs])
     assert (spread >= 0).all() and (spread[obs] == 0).all()
@@ -59,8 +65,12 @@ def test_observed_points_unchanged_and_spread_nonnegative():
 
 def test_full_context_makes_every_member_identical_up_to_noise():
     den, x, m = _setup()
-    _, full = ensemble_impute(den, x, m, Partition(context_ratio=1.0), k=6, generator=torch.Generator().manual_seed(0))
-    _, half = ensemble_impute(den, x, m, Partition(context_ratio=0.5), k=6, generator=torch.Generator().manual_seed(0))
+    _, full = ensemble_impute(
+        den, x, m, Partition(context_ratio=1.0), k=6, generator=torch.Generator().manual_seed(0)
+    )
+    _, half = ensemble_impute(
+        den, x, m, Partition(context_ratio=0.5), k=6, generator=torch.Generator().manual_seed(0)
+    )
     sigma = float(den.schedule.sigma(torch.tensor(den.schedule.t_min)))
     assert full.max() < sigma  # members differ only by the δ-noise (σ_δ ≈ 0.01)
     assert half.max() > 10 * full.max()  # different contexts, different predictions

@@ -259,3 +259,18 @@ def test_registered_as_an_ordered_source():
     assert gen.ordered and gen.config_cls is ERA5Config and gen.channels == CHANNELS
     cfg = make_config("era5", "arco_6h", {"variables": ["2m_temperature"], "year": 2019})
     assert cfg.variables == ("2m_temperature",) and cfg.frame_step == 6 and cfg.year == 2019
+
+
+def test_spec_selects_era5_with_a_variable_list():
+    from incdyn.platform.spec import parse_spec
+
+    params = {"url": "memory://x.zarr", "variables": ["2m_temperature", "geopotential@500"]}
+    spec = parse_spec(
+        {
+            "name": "t",
+            "data": {"source": "era5", "preset": "wb2_64x32", "params": params},
+            "methods": [{"name": "ours"}],
+        }
+    )
+    cfg = make_config(spec.data.source, spec.data.preset, dict(spec.data.params))
+    assert cfg.variables == ("2m_temperature", "geopotential@500") and cfg.url == "memory://x.zarr"

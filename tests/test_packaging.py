@@ -8,7 +8,6 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 TOP = {"platform": "incdyn.platform", "models": "incdyn.models", "datasets": "incdyn.datasets"}
 
@@ -29,7 +28,9 @@ def _expected_packages() -> set[str]:
 
 def test_top_level_folders_have_no_init():
     for folder in TOP:
-        assert not (ROOT / folder / "__init__.py").exists(), f"{folder}/__init__.py shadows a module"
+        assert not (ROOT / folder / "__init__.py").exists(), (
+            f"{folder}/__init__.py shadows a module"
+        )
 
 
 def test_package_list_matches_folders():
@@ -61,7 +62,17 @@ def test_every_module_imports_from_repo_root():
 
 def test_built_wheel_holds_every_module(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
     )
@@ -71,5 +82,7 @@ def test_built_wheel_holds_every_module(tmp_path):
     for folder, package in TOP.items():
         for py in (ROOT / folder).rglob("*.py"):
             rel = py.relative_to(ROOT / folder)
-            assert "/".join([*package.split("."), *rel.parts]) in names, f"{py} missing from the wheel"
+            assert "/".join([*package.split("."), *rel.parts]) in names, (
+                f"{py} missing from the wheel"
+            )
     assert not any(n.startswith(("platform/", "models/", "datasets/")) for n in names)

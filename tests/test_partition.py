@@ -15,7 +15,9 @@ def _masks(kind: str = "pixel", n: int = 64, **kw) -> torch.Tensor:
 
 def test_pixel_partition_subsets_and_ratios():
     m = _masks(p=0.5, n=256)
-    ctx, qry = Partition(context_ratio=0.7, query_ratio=0.4).split(m, torch.Generator().manual_seed(0))
+    ctx, qry = Partition(context_ratio=0.7, query_ratio=0.4).split(
+        m, torch.Generator().manual_seed(0)
+    )
     assert not (ctx & ~m).any() and not (qry & ~m).any()
     assert abs(ctx.sum() / m.sum() - 0.7) < 0.02
     assert abs(qry.sum() / m.sum() - 0.4) < 0.02
@@ -24,7 +26,9 @@ def test_pixel_partition_subsets_and_ratios():
 
 def test_missdiff_limit_is_the_whole_mask():
     m = _masks(p=0.3)
-    ctx, qry = Partition(context_ratio=1.0, query_ratio=1.0).split(m, torch.Generator().manual_seed(0))
+    ctx, qry = Partition(context_ratio=1.0, query_ratio=1.0).split(
+        m, torch.Generator().manual_seed(0)
+    )
     assert torch.equal(ctx, m) and torch.equal(qry, m)
 
 

@@ -109,3 +109,21 @@ def test_single_station_stays_in_the_context():
     m = sample_masks(fam, 32, 1, 16, 16, _g())
     ctx, qry = Partition(kind="station", radius=2.0).split(m, _g())
     assert torch.equal(ctx, m) and not qry.any()
+
+
+def test_spec_selects_station_masks_and_partition():
+    from incdyn.platform.spec import SpecError, parse_spec
+    from incdyn.platform.train_loop import partition_for
+
+    observation = {"kind": "station", "stations": 4, "radius": 2.5}
+    method = {"name": "ours", "partition": {"kind": "station", "drop_stations": 2}}
+    spec = parse_spec({"name": "t", "data": {"observation": observation}, "methods": [method]})
+    obs = spec.data.observation.model_dump()
+    assert MaskFamily(**obs) == MaskFamily(kind="station", stations=4, radius=2.5)
+    part = partition_for(spec.methods[0].model_dump(mode="json"), obs)
+    assert (part.kind, part.radius, part.drop_stations) == ("station", 2.5, 2)
+    assert "station 4×r2.5" in spec.setting
+    with pytest.raises(SpecError, match="station partition needs station observation masks"):
+        parse_spec({"name": "t", "methods": [method]})
+    with pytest.raises(SpecError, match=r"data\.observation\.stations"):
+        parse_spec({"name": "t", "data": {"observation": {"stations": 0}}, "methods": [method]})

@@ -27,11 +27,21 @@ def tiny_spec(tmp: Path, **overrides) -> dict:
             "observation": {"p": 0.3},
         },
         "methods": [
-            {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 3},
+            {
+                "name": "ours",
+                "partition": {"context_ratio": 0.7, "query_ratio": 0.7},
+                "ensemble": 3,
+            },
             {"name": "ns_inpaint", "kind": "inpaint_ns"},
         ],
         "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {"steps": 6, "batch_size": 2, "log_every": 3, "checkpoint_every": 3, "val_samples": 4},
+        "training": {
+            "steps": 6,
+            "batch_size": 2,
+            "log_every": 3,
+            "checkpoint_every": 3,
+            "val_samples": 4,
+        },
         "ray": {"num_workers": 2, "storage_path": str(tmp / "runs")},
         "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "tiny-test"},
     }
@@ -49,7 +59,7 @@ def finished(tmp_path_factory, ray_local):
 
 
 def test_runs_metrics_and_checkpoint_in_mlflow(finished):
-    tmp, spec, rows = finished
+    _tmp, spec, rows = finished
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("tiny-test")
     runs = client.search_runs([exp.experiment_id])
@@ -67,7 +77,9 @@ def test_runs_metrics_and_checkpoint_in_mlflow(finished):
     curve = client.get_metric_history(ours.info.run_id, "train_loss")
     assert [m.step for m in curve] == [3, 6]  # logged live by rank 0 of the Ray Train workers
     assert client.get_metric_history(ours.info.run_id, "val_loss")
-    ckpt = mlflow.artifacts.download_artifacts(run_id=ours.info.run_id, artifact_path="checkpoint", tracking_uri=spec.mlflow.tracking_uri)
+    ckpt = mlflow.artifacts.download_artifacts(
+        run_id=ours.info.run_id, artifact_path="checkpoint", tracking_uri=spec.mlflow.tracking_uri
+    )
     meta = read_meta(ckpt)
     assert meta["step"] == 6 and meta["spec"]["training"]["steps"] == 6
     model, _ = load_denoiser(ckpt)
@@ -89,11 +101,13 @@ def test_two_workers_trained_with_ddp(finished):
 
 
 def test_rerun_resumes_finished_training_instead_of_restarting(finished):
-    tmp, spec, _ = finished
+    _tmp, spec, _ = finished
     rows = run_experiment(spec, progress=False)  # same spec: same Ray Train run name
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("tiny-test")
-    latest = client.search_runs([exp.experiment_id], "tags.`incdyn.method` = 'ours'", order_by=["start_time DESC"])[0]
+    latest = client.search_runs(
+        [exp.experiment_id], "tags.`incdyn.method` = 'ours'", order_by=["start_time DESC"]
+    )[0]
     assert latest.data.tags.get("resumed_from_step") == "6"
     assert not client.get_metric_history(latest.info.run_id, "train_loss")  # no step retrained
     assert {r["method"] for r in rows} == {"ours", "ns_inpaint"}
