@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from incdyn.models.sample_checks import check_sample
+
 _SCALE_MAX = 255.0  # TELEA's additive offset is O(1): work on frames spanning [0, 255]
 
 
@@ -41,7 +43,7 @@ def inpaint_ns(values: np.ndarray, mask: np.ndarray, *, radius: float = 3.0) -> 
 
 
 def _inpaint(values: np.ndarray, mask: np.ndarray, *, radius: float, flags: int) -> np.ndarray:
-    _check_sample(values, mask)
+    check_sample(values, mask)
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
     n_frames, n_channels = values.shape[:2]
@@ -83,19 +85,3 @@ def _nearest_observed_frame(has_obs: np.ndarray) -> np.ndarray:
     frames = np.flatnonzero(has_obs)
     dist = np.abs(np.arange(has_obs.size)[:, None] - frames[None, :])
     return frames[dist.argmin(axis=1)]  # argmin keeps the first, i.e. earlier, minimum
-
-
-def _check_sample(values: np.ndarray, mask: np.ndarray) -> None:
-    if not isinstance(values, np.ndarray) or values.ndim != 4 or values.dtype != np.float32:
-        raise ValueError(f"values must be a (T, C, H, W) float32 array, got {_describe(values)}")
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise ValueError(f"mask must be a bool array, got {_describe(mask)}")
-    t, _, h, w = values.shape
-    if mask.shape != (t, h, w):
-        raise ValueError(f"mask shape {mask.shape} does not match values (T, H, W) = {(t, h, w)}")
-
-
-def _describe(array: object) -> str:
-    if isinstance(array, np.ndarray):
-        return f"shape {array.shape} dtype {array.dtype}"
-    return type(array).__name__

@@ -129,12 +129,7 @@ class Partition:
         score = torch.where(observed, score, torch.full_like(score, 2.0))
         rank = score.argsort(dim=1).argsort(dim=1)
         dropped = observed & (rank < n_drop[:, None])
-        dropped_points = dropped[:, index].view(frames.shape)
-        if self.static:
-            dropped_points = dropped_points.expand_as(mask)
-        ctx = mask & ~dropped_points
-        qry = mask.clone() if self.query_all else mask & dropped_points
-        return ctx, qry
+        return self._remove(mask, dropped[:, index].view(frames.shape))
 
     def _stations(
         self, mask: torch.Tensor, g: torch.Generator
@@ -165,11 +160,16 @@ class Partition:
             candidate = dropped | disk
             ok = free.any(dim=1) & (flat & ~candidate).flatten(1).any(dim=1)
             dropped = torch.where(ok[:, None, None], candidate, dropped)
-        dropped_points = dropped.view(frames.shape)
+        return self._remove(mask, dropped.view(frames.shape))
+
+    def _remove(
+        self, mask: torch.Tensor, dropped: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context = M minus the dropped points; query = the dropped points (or all of M)."""
         if self.static:
-            dropped_points = dropped_points.expand_as(mask)
-        ctx = mask & ~dropped_points
-        qry = mask.clone() if self.query_all else mask & dropped_points
+            dropped = dropped.expand_as(mask)
+        ctx = mask & ~dropped
+        qry = mask.clone() if self.query_all else mask & dropped
         return ctx, qry
 
     def split(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree  # scipy comes with mlflow (which pins scipy<2)
 
+from incdyn.models.sample_checks import check_sample
+
 IDW_NEIGHBOURS = 8  # k nearest points that carry a value
 IDW_POWER = 2.0  # weight = distance ** -IDW_POWER
 
@@ -34,7 +36,7 @@ def temporal_consistency(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
           observed points of the same frame".
         - A sample with no observed point at all is filled with zeros.
     """
-    _check_sample(values, mask)
+    check_sample(values, mask)
     n_frames = values.shape[0]
     ever = mask.any(axis=0)  # (H, W)
     if not ever.any():
@@ -65,19 +67,3 @@ def temporal_consistency(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         filled[:, :, targets[:, 0], targets[:, 1]] = idw.astype(np.float32)
 
     return np.where(mask[:, None], values, filled)
-
-
-def _check_sample(values: np.ndarray, mask: np.ndarray) -> None:
-    if not isinstance(values, np.ndarray) or values.ndim != 4 or values.dtype != np.float32:
-        raise ValueError(f"values must be a (T, C, H, W) float32 array, got {_describe(values)}")
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise ValueError(f"mask must be a bool array, got {_describe(mask)}")
-    t, _, h, w = values.shape
-    if mask.shape != (t, h, w):
-        raise ValueError(f"mask shape {mask.shape} does not match values (T, H, W) = {(t, h, w)}")
-
-
-def _describe(array: object) -> str:
-    if isinstance(array, np.ndarray):
-        return f"shape {array.shape} dtype {array.dtype}"
-    return type(array).__name__
