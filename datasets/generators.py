@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from incdyn.datasets import advection, era5, navier_stokes, shallow_water
+from incdyn.datasets import advection, era5, navier_stokes, navier_stokes_public, shallow_water
 from incdyn.datasets.simulation import Simulation
 
 
@@ -53,6 +53,13 @@ GENERATORS: dict[str, Generator] = {
         advection.CHANNELS,
     ),
     "era5": Generator(era5.ERA5Config, era5.PRESETS, era5.generate, era5.CHANNELS, ordered=True),
+    "navier_stokes_public": Generator(
+        navier_stokes_public.PublicNavierStokesConfig,
+        navier_stokes_public.PRESETS,
+        navier_stokes_public.generate,
+        navier_stokes_public.CHANNELS,
+        ordered=True,
+    ),
 }
 
 

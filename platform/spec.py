@@ -57,7 +57,7 @@ class ObservationSpec(_Strict):
 class DataSpec(_Strict):
     """Where the data come from and how they are observed."""
 
-    source: Literal["navier_stokes", "shallow_water", "advection", "era5"] = (
+    source: Literal["navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5"] = (
         "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
     )
     preset: str = "quickstart"  # the generator's named configuration
