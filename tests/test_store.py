@@ -118,3 +118,35 @@ def test_quickstart_store_hides_every_unobserved_training_point(tmp_path, ray_lo
     field, mask = ds["field"].values[:, :, 0], ds["mask"].values
     assert np.isnan(field[~mask]).all() and np.isfinite(field[mask]).all()
     assert abs(mask.mean() - spec.data.observation.p) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("source", "preset"),
+    [("navier_stokes", "quickstart"), ("shallow_water", "small"), ("advection", "small")],
+)
+def test_each_data_set_generates_from_a_spec(tmp_path, ray_local, source, preset):
+    from incdyn.platform.experiment import ensure_data
+    from incdyn.platform.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "name": f"small-{source}",
+            "data": {
+                "source": source,
+                "preset": preset,
+                "params": {"grid": 16, "frames": 4},
+                "store": str(tmp_path / "s.zarr"),
+                "n_train": 6,
+                "n_val": 2,
+                "n_test": 2,
+                "chunk": 3,
+            },
+            "methods": [{"name": "ns", "kind": "inpaint_ns"}],
+        }
+    )
+    url = ensure_data(spec, progress=False)
+    ds = xr.open_zarr(url, group="train")
+    field, mask = ds["field"].values, ds["mask"].values
+    assert np.isnan(np.moveaxis(field, 2, 0)[:, ~mask]).all()
+    assert np.isfinite(np.moveaxis(field, 2, 0)[:, mask]).all()
+    assert ds.sizes["channel"] == {"navier_stokes": 1, "shallow_water": 3, "advection": 1}[source]
