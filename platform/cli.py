@@ -3,6 +3,8 @@
     incdyn run SPEC [--set key=value ...] [--dry-run]   # the whole experiment
     incdyn data generate SPEC [--set ...]               # only build (or reuse) the store
     incdyn audit SPEC [--out DIR]                       # Principle-1 exposure audit (Theorem 1)
+    incdyn sweep SPEC [--mode grid|asha] [--method NAME] [--context-ratios 0.5,0.7,0.9] ...  # Ray Tune
+    incdyn report EXPERIMENT [--metric test_mse] [--out DIR]  # paper table from MLflow alone
     incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
 
 The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from incdyn.platform import serve_cli
+from incdyn.platform import report_cli, serve_cli, sweep_cli
 from incdyn.platform.spec import SpecError, load_spec
 
 
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="audit", help="folder for the exposure maps (default: audit/)"
     )
     serve_cli.add_parser(sub)
+    sweep_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     return parser
 
 
@@ -52,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":  # takes a model, not a spec
         return serve_cli.run(args)
+    if args.command == "sweep":  # loads its own spec (--set, --method, axes)
+        return sweep_cli.run(args)
+    if args.command == "report":  # takes an MLflow experiment name, not a spec
+        return report_cli.run(args)
     try:
         spec = load_spec(args.spec, args.overrides)
     except SpecError as exc:

@@ -21,8 +21,9 @@ def init_ray(address: str | None = None) -> None:
 
 
 def cpus_per_worker(num_workers: int, configured: float | None) -> float:
-    """CPUs for each Ray Train worker: as configured, else the cluster's CPUs shared evenly."""
+    """CPUs for each Ray Train worker: as configured, else the free CPUs shared evenly."""
     if configured:
         return configured
-    total = ray.cluster_resources().get("CPU", 1.0)
-    return max(1.0, math.floor(total / num_workers))
+    # available, not total: a job's driver (entrypoint_num_cpus) or a Tune trial holds some
+    free = ray.available_resources().get("CPU", 1.0)
+    return max(1.0, math.floor(free / num_workers))

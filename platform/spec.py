@@ -57,9 +57,9 @@ class ObservationSpec(_Strict):
 class DataSpec(_Strict):
     """Where the data come from and how they are observed."""
 
-    source: Literal["navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5"] = (
-        "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
-    )
+    source: Literal[
+        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5"
+    ] = "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
     preset: str = "quickstart"  # the generator's named configuration
     params: dict[str, float | int | str | list[float] | list[str]] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
@@ -224,6 +224,7 @@ class ExperimentSpec(_Strict):
     mlflow: MlflowSpec = MlflowSpec()
     settings: list[SettingSpec] = []  # data settings (table columns); each a set of overrides
     profile: str | None = None  # the applied entry of ``profiles`` (e.g. ``smoke``)
+    profile_applied: bool = False  # set once the profile's overrides are in (never re-applied)
     profiles: dict[str, dict[str, Any]] = {}  # named overrides, applied at load time
 
     @field_validator("methods")
@@ -394,14 +395,19 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def _apply_profile(raw: dict, source: str) -> dict:
     name = raw.get("profile")
     profiles = raw.get("profiles") or {}
-    if not name or not isinstance(profiles, dict) or name not in profiles:
-        return raw  # an unknown profile is reported by validation
+    if (
+        raw.get("profile_applied")
+        or not name
+        or not isinstance(profiles, dict)
+        or name not in profiles
+    ):
+        return raw  # applied already, none, or unknown (reported by validation)
     items = [
         f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
         for k, v in (profiles[name] or {}).items()
     ]
     try:
-        return apply_overrides(raw, items)
+        return {**apply_overrides(raw, items), "profile_applied": True}
     except SpecError as exc:
         raise SpecError(f"invalid experiment spec {source}: profile {name!r}: {exc}") from None
 
@@ -427,7 +433,8 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
     except yaml.YAMLError as exc:
         raise SpecError(f"experiment spec {path} is not valid YAML: {exc}") from None
     if isinstance(raw, dict) and overrides:
-        raw = apply_overrides(raw, overrides)
+        # --set may choose the profile; the profile goes in first, then --set wins over it
+        raw = apply_overrides(_apply_profile(apply_overrides(raw, overrides), str(path)), overrides)
     return parse_spec(raw, str(path))
 
 

@@ -28,7 +28,7 @@ def _names(text: str) -> list[str]:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to the ``incdyn`` parser's subparsers."""
     p = subparsers.add_parser(
-        "sweep", help="Ray Tune sweep of the first diffusion method's ratios and backbone"
+        "sweep", help="Ray Tune sweep of a diffusion method's context/query ratios and backbone"
     )
     p.add_argument("spec", help="experiment spec (YAML)")
     p.add_argument(
@@ -43,16 +43,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--mode",
         choices=["grid", "asha"],
         default="grid",
-        help="grid: every combination (Table 6); asha: sampled, stopped early on val_loss",
+        help="grid: every combination × seed (Table 6); asha: sampled, stopped early on val_loss",
     )
-    p.add_argument(
-        "--context-ratios", type=_floats, metavar="R,R,...", help="default: the method's"
-    )
-    p.add_argument("--query-ratios", type=_floats, metavar="R,R,...", help="default: the method's")
-    p.add_argument("--backbones", type=_names, metavar="NAME,...", help="default: the spec's")
-    p.add_argument(
-        "--num-samples", type=int, default=1, help="grid: repeats of the grid; asha: trials"
-    )
+    p.add_argument("--method", help="the diffusion method to sweep (default: the first one)")
+    p.add_argument("--context-ratios", type=_floats, metavar="R,...", help="default: the method's")
+    p.add_argument("--query-ratios", type=_floats, metavar="R,...", help="default: the method's")
+    p.add_argument("--backbones", type=_names, metavar="NAME,...", help="default: the method's")
+    p.add_argument("--num-samples", type=int, default=8, help="asha: number of trials")
     p.add_argument(
         "--max-concurrent", type=int, help="at most this many trials at once (default: what fits)"
     )
@@ -66,16 +63,17 @@ def run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec, args.overrides)
         from incdyn.platform.sweep import run_sweep
 
-        result = run_sweep(
+        results = run_sweep(
             spec,
             mode=args.mode,
+            method=args.method,
             context_ratios=args.context_ratios,
             query_ratios=args.query_ratios,
             backbones=args.backbones,
-            num_samples=args.num_samples,
+            num_samples=args.num_samples if args.mode == "asha" else 1,
             max_concurrent=args.max_concurrent,
         )
-    except (SpecError, ValueError) as exc:
+    except (SpecError, ValueError) as exc:  # bad spec, axis value or audit: before Ray starts
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0 if result.best is not None else 1
+    return 0 if all(r.best is not None for r in results) else 1

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from mlflow.tracking import MlflowClient
 from incdyn.platform import report_cli
 from incdyn.platform.report import build_report
 from incdyn.platform.spec import SpecError, parse_spec
-from incdyn.platform.sweep import TRIAL_CPU, plan_resources, run_sweep
+from incdyn.platform.sweep import run_sweep
+from incdyn.platform.sweep_resources import TRIAL_CPU, plan_resources
 
 EXPERIMENT = "sweep-test"
 
@@ -103,10 +105,16 @@ def test_gpus_bound_concurrency_and_workers_fit_a_node():
         )
 
 
-def test_bad_axis_value_fails_before_ray(tmp_path):
+def test_bad_sweeps_fail_before_ray(tmp_path):
     spec = parse_spec(tiny_spec(tmp_path))
     with pytest.raises(SpecError, match="context_ratio"):
         run_sweep(spec, context_ratios=[0.5, 1.5])
+    with pytest.raises(ValueError, match="no diffusion method 'ns_inpaint'"):
+        run_sweep(spec, method="ns_inpaint")
+    with pytest.raises(SpecError, match="exposure audit"):  # (1, 1): MissDiff, never queried
+        run_sweep(spec, context_ratios=[1.0], query_ratios=[1.0])
+    with pytest.raises(ValueError, match="num_samples is for asha"):
+        run_sweep(spec, num_samples=2)
 
 
 # -- a real sweep ---------------------------------------------------------------------------
@@ -120,7 +128,9 @@ def swept(tmp_path_factory, ray_local):
     client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        result = run_sweep(spec, context_ratios=[0.5, 0.9], query_ratios=[0.5, 0.9], progress=False)
+        (result,) = run_sweep(
+            spec, context_ratios=[0.5, 0.9], query_ratios=[0.5, 0.9], progress=False
+        )
     mlflow.end_run()
     return spec, client, result, out.getvalue()
 
@@ -191,7 +201,7 @@ def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
     assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
-# -- ASHA: a trial stopped early frees its resources; runs in its own Ray, dashboard on -----
+# -- ASHA: trials stopped early free their resources; own Ray, dashboard on (STACK_NOTES) ---
 
 
 @pytest.mark.slow
@@ -199,20 +209,21 @@ def test_asha_sweep_stops_trials_early_and_finishes(tmp_path):
     spec = tiny_spec(tmp_path, training={**tiny_spec(tmp_path)["training"], "steps": 12})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
+    client = MlflowClient(spec["mlflow"]["tracking_uri"])
+    client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
     code = (
         "import sys, ray; from incdyn.platform.spec import load_spec; "
         "from incdyn.platform.sweep import run_sweep; "
         "ray.init(address='local', num_cpus=2, logging_level='ERROR'); "
-        f"r = run_sweep(load_spec({str(path)!r}), mode='asha', num_samples=4, grace_period=3, "
+        f"(r,) = run_sweep(load_spec({str(path)!r}), mode='asha', num_samples=4, grace_period=3, "
         "context_ratios=[0.3, 0.9], query_ratios=[0.3, 0.9], progress=False); "
         "ray.shutdown(); sys.exit(0 if r.best else 1)"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=540, env=env
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "best configuration" in out.stdout
-    client = MlflowClient(spec["mlflow"]["tracking_uri"])
     trials = _runs(client, "trial")
     assert len(trials) == 4 and all(t.info.status in ("FINISHED", "KILLED") for t in trials)

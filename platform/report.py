@@ -1,0 +1,232 @@
+"""The paper-style table (methods × settings, mean ± std over seeds, best in bold) from MLflow alone.
+
+Reads only the MLflow experiment: parent runs (``incdyn.role`` ``experiment`` or ``sweep``) and
+their FINISHED child runs (``method``, one per method × seed; ``trial``, one per sweep trial).
+By default only the **latest FINISHED parent run of each (role, spec, setting)** counts, so a
+rerun of a spec replaces its earlier results instead of being pooled with them; ``runs="all"``
+pools every finished parent. Rows are methods (sweep trials: method and configuration), columns
+the ``incdyn.setting`` tags, cells the mean ± sample std (ddof 1) of the metric over child runs;
+the lowest mean of a column is bold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from incdyn.platform.tracking import resolve_tracking_uri
+
+PARENT_ROLES = ("experiment", "sweep")
+CHILD_ROLES = ("method", "trial")
+
+
+def search_all(
+    client: MlflowClient,
+    experiment_id: str,
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+) -> list[Run]:
+    """Every run of the experiment matching ``filter_string`` (all result pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@dataclass(frozen=True)
+class Cell:
+    values: tuple[float, ...]
+    run_ids: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds; None for a single run."""
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    def text(self) -> str:
+        return f"{self.mean:.4g}" if self.std is None else f"{self.mean:.4g} ± {self.std:.2g}"
+
+
+@dataclass
+class Report:
+    experiment: str
+    metric: str
+    rows: list[str]  # methods, in the order the runs started
+    columns: list[str]  # settings, in the order the runs started
+    cells: dict[tuple[str, str], Cell]
+    parent_run_ids: list[str] = field(default_factory=list)  # the parents counted, oldest first
+
+    @property
+    def latest_parent(self) -> str | None:
+        return self.parent_run_ids[-1] if self.parent_run_ids else None
+
+    def best(self, column: str) -> set[str]:
+        """Rows with the lowest mean in ``column`` (ties all count)."""
+        means = {r: self.cells[r, column].mean for r in self.rows if (r, column) in self.cells}
+        low = min(means.values(), default=math.nan)
+        return {r for r, m in means.items() if m == low}
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"{self.metric} on MLflow experiment {self.experiment!r}: mean ± std over seeds (n = runs), lowest in bold",
+            "",
+            "| method | " + " | ".join(self.columns) + " |",
+            "|---|" + "---|" * len(self.columns),
+        ]
+        best = {c: self.best(c) for c in self.columns}
+        for r in self.rows:
+            cells = []
+            for c in self.columns:
+                cell = self.cells.get((r, c))
+                text = "–" if cell is None else f"{cell.text()} (n={cell.n})"
+                cells.append(f"**{text}**" if cell is not None and r in best[c] else text)
+            lines.append(f"| {r} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """Long form: one line per (method, setting) with full-precision mean and std."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["method", "setting", "metric", "mean", "std", "n", "best", "run_ids"])
+        for c in self.columns:
+            best = self.best(c)
+            for r in self.rows:
+                cell = self.cells.get((r, c))
+                if cell is None:
+                    continue
+                std = "" if cell.std is None else repr(cell.std)
+                writer.writerow(
+                    [
+                        r,
+                        c,
+                        self.metric,
+                        repr(cell.mean),
+                        std,
+                        cell.n,
+                        int(r in best),
+                        ";".join(cell.run_ids),
+                    ]
+                )
+        return out.getvalue()
+
+    def figure(self) -> Figure:
+        """Grouped bars: one group per setting, one bar per method, error bars ± std."""
+        fig = Figure(
+            figsize=(max(5.0, 1.2 + len(self.columns) * (0.5 + 0.35 * len(self.rows))), 4.2),
+            layout="constrained",
+        )
+        ax = fig.subplots()
+        width = 0.8 / max(1, len(self.rows))
+        x = np.arange(len(self.columns))
+        for i, r in enumerate(self.rows):
+            cells = [self.cells.get((r, c)) for c in self.columns]
+            means = [np.nan if c is None else c.mean for c in cells]
+            stds = [0.0 if c is None or c.std is None else c.std for c in cells]
+            ax.bar(
+                x + (i - (len(self.rows) - 1) / 2) * width,
+                means,
+                width,
+                yerr=stds,
+                capsize=3,
+                label=r,
+            )
+        ax.set_xticks(x, self.columns)
+        ax.set_ylabel(self.metric)
+        ax.set_title(f"{self.experiment}: {self.metric} (mean ± std over seeds)")
+        ax.legend(fontsize=8)
+        return fig
+
+
+def _row_label(run: Run) -> str:
+    tags = run.data.tags
+    method = tags.get("incdyn.method", run.info.run_name or run.info.run_id)
+    variant = tags.get("incdyn.variant")
+    return f"{method} [{variant}]" if tags.get("incdyn.role") == "trial" and variant else method
+
+
+def build_report(
+    experiment: str,
+    tracking_uri: str | None = None,
+    metric: str = "test_mse",
+    runs: Literal["latest", "all"] = "latest",
+) -> Report:
+    """Rebuild the methods × settings table of ``metric`` for the MLflow experiment ``experiment``."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(f"no MLflow experiment {experiment!r}; experiments: {names}")
+    finished = search_all(
+        client,
+        exp.experiment_id,
+        "attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"],
+    )
+    parents: dict[tuple, list[Run]] = {}
+    for run in finished:
+        tags = run.data.tags
+        if tags.get("incdyn.role") in PARENT_ROLES:
+            key = (tags["incdyn.role"], tags.get("incdyn.spec_name"), tags.get("incdyn.setting"))
+            parents.setdefault(key, []).append(run)
+    chosen = [r for group in parents.values() for r in (group if runs == "all" else group[-1:])]
+    chosen.sort(key=lambda r: r.info.start_time)
+    order = {r.info.run_id: i for i, r in enumerate(chosen)}
+    children = [
+        r
+        for r in finished
+        if r.data.tags.get("incdyn.role") in CHILD_ROLES
+        and r.data.tags.get("mlflow.parentRunId") in order
+        and metric in r.data.metrics
+    ]
+    children.sort(key=lambda r: (order[r.data.tags["mlflow.parentRunId"]], r.info.start_time))
+    rows, columns, values = [], [], {}
+    for run in children:
+        row, col = _row_label(run), run.data.tags.get("incdyn.setting", "?")
+        rows += [row] if row not in rows else []
+        columns += [col] if col not in columns else []
+        values.setdefault((row, col), []).append((run.data.metrics[metric], run.info.run_id))
+    cells = {
+        k: Cell(tuple(v for v, _ in pairs), tuple(i for _, i in pairs))
+        for k, pairs in values.items()
+    }
+    return Report(experiment, metric, rows, columns, cells, [r.info.run_id for r in chosen])
+
+
+def _artifact(metric: str, suffix: str) -> str:
+    return f"report.{suffix}" if metric == "test_mse" else f"report_{metric}.{suffix}"
+
+
+def log_report(report: Report, tracking_uri: str | None = None) -> str:
+    """Log ``report.md``, ``report.csv`` and the bar figure to the latest parent run counted."""
+    if report.latest_parent is None:
+        raise ValueError(
+            f"MLflow experiment {report.experiment!r} has no finished parent run to log to"
+        )
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    run_id = report.latest_parent
+    client.log_text(run_id, report.to_markdown(), _artifact(report.metric, "md"))
+    client.log_text(run_id, report.to_csv(), _artifact(report.metric, "csv"))
+    client.log_figure(run_id, report.figure(), f"figures/report_{report.metric}.png")
+    return run_id

@@ -1,0 +1,162 @@
+"""`ray job submit -- incdyn run SPEC` against a real Ray head on loopback, runs found in MLflow.
+
+The head is ``ray start --head --block`` in its own session with its own ``--temp-dir`` and
+free ports, so it neither finds nor disturbs other Ray instances on the machine; teardown sends
+SIGTERM to that one process (which stops everything it started), never ``ray stop``, which
+would stop every Ray instance of the user. Token authentication stays on (Ray's default): the
+head gets a fresh ``RAY_AUTH_TOKEN`` and the client sends it as a bearer header, so nothing is
+read from or written to ``~/.ray``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from incdyn.platform.report import build_report
+
+EXPERIMENT = "job-test"
+HEAD_START_S = 120
+JOB_S = 420
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A 2-CPU Ray head from this venv; yields (dashboard URL, auth headers)."""
+    from ray.job_submission import JobSubmissionClient
+
+    venv_bin = Path(sys.executable).parent
+    temp = tempfile.mkdtemp(prefix="incdyn-ray-", dir="/tmp")  # short: Ray's socket paths
+    token = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # SIGTERM stops at once, no 30 s node drain
+        PATH=f"{venv_bin}:{env['PATH']}",  # the job's `incdyn` and `python` are this venv's
+    )
+    dashboard = _free_port()
+    cmd = [
+        str(venv_bin / "ray"), "start", "--head", "--block", "--num-cpus=2",
+        f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+        f"--temp-dir={temp}",
+    ]  # fmt: skip
+    log = Path(f"{temp}.log")
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url, headers = f"http://127.0.0.1:{dashboard}", {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + HEAD_START_S
+        while True:
+            try:
+                JobSubmissionClient(url, headers=headers).list_jobs()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"Ray head did not start:\n{log.read_text()[-3000:]}"
+                    ) from None
+                time.sleep(1)
+        yield url, headers
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` drains, then stops what it started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session this fixture created, nothing else
+            proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+        log.unlink(missing_ok=True)
+
+
+def _smoke_spec(tmp: Path) -> dict:
+    return {
+        "name": "jobsmoke",
+        "data": {
+            "params": {"grid": 16, "frames": 4},
+            "store": str(tmp / "data" / "smoke.zarr"),
+            "n_train": 16,
+            "n_val": 4,
+            "n_test": 4,
+            "chunk": 4,
+            "observation": {"p": 0.3},
+        },
+        "methods": [{"name": "ours", "ensemble": 2}],
+        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        "training": {
+            "steps": 4,
+            "batch_size": 2,
+            "log_every": 2,
+            "checkpoint_every": 2,
+            "val_samples": 4,
+        },
+        "evaluation": {"figure": False},
+        # explicit: unset, one worker would ask for all 2 CPUs while the job's driver holds 0.1
+        "ray": {"num_workers": 1, "cpus_per_worker": 1, "storage_path": str(tmp / "runs")},
+        "mlflow": {"experiment": EXPERIMENT},  # tracking URI from $MLFLOW_TRACKING_URI
+    }
+
+
+def test_submitted_incdyn_run_succeeds_and_lands_in_mlflow(head, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    url, headers = head
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    (workdir / "smoke.yaml").write_text(yaml.safe_dump(_smoke_spec(tmp_path)))
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"  # absolute: the job runs in another folder
+    client = MlflowClient(tracking)
+    client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+
+    jobs = JobSubmissionClient(url, headers=headers)
+    job_id = jobs.submit_job(
+        entrypoint="incdyn run smoke.yaml",
+        runtime_env={
+            "working_dir": str(workdir),  # incdyn itself is installed in the head's venv
+            "env_vars": {"MLFLOW_TRACKING_URI": tracking, "TQDM_DISABLE": "1"},
+        },
+        entrypoint_num_cpus=0.1,
+    )
+    deadline = time.monotonic() + JOB_S
+    terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    while (status := jobs.get_job_status(job_id)) not in terminal and time.monotonic() < deadline:
+        time.sleep(2)
+    logs = jobs.get_job_logs(job_id)
+    if status not in terminal:
+        jobs.stop_job(job_id)
+    assert status == JobStatus.SUCCEEDED, f"job {job_id} {status}:\n{logs[-4000:]}"
+    assert "| ours |" in logs  # the results table printed by `incdyn run`
+
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("incdyn.role") == "experiment"]
+    (child,) = [r for r in runs if r.data.tags.get("incdyn.role") == "method"]
+    assert parent.info.status == child.info.status == "FINISHED"
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["incdyn.method"] == "ours" and "test_mse" in child.data.metrics
+    assert client.get_metric_history(child.info.run_id, "train_loss")  # logged by the Train worker
+
+    report = build_report(EXPERIMENT, tracking_uri=tracking)  # the table, from MLflow alone
+    (setting,) = report.columns
+    assert report.cells["ours", setting].mean == child.data.metrics["test_mse"]
