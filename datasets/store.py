@@ -179,12 +179,19 @@ def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def open_split(url: str, split: str, variables: Iterable[str] = ()) -> xr.Dataset:
-    """Open one split lazily; raise :class:`StoreError` naming the store/variable when malformed."""
+def open_split(
+    url: str, split: str, variables: Iterable[str] = (), *, dask: bool = True
+) -> xr.Dataset:
+    """Open one split lazily; raise :class:`StoreError` naming the store/variable when malformed.
+
+    ``dask=False`` gives lazily indexed variables read straight through zarr: no task graph
+    and no thread pool per read, which suits many small reads (one chunk at a time).
+    """
     if split not in SPLITS:
         raise StoreError(f"split {split!r} is not one of {SPLITS}")
     try:
-        ds = xr.open_zarr(url, group=split, consolidated=False)
+        options = {} if dask else {"chunks": None}
+        ds = xr.open_zarr(url, group=split, consolidated=False, **options)
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, ValueError) as exc:
         raise StoreError(f"store {url}: cannot open group {split!r} ({exc})") from exc
     for name in ("field", "mask", *variables):

@@ -3,7 +3,9 @@
 Items are normalised with the store's training statistics and laid out for the model:
 ``x_obs`` ``(C, T, H, W)`` (zero at unobserved points), ``mask`` bool ``(T, H, W)`` and, for
 evaluation only, ``truth``. Reads go chunk by chunk through a byte-bounded LRU cache, so memory
-stays bounded whatever the store's size.
+stays bounded whatever the store's size. Each chunk is normalised once, when it is read, and
+cached as tensors; an item is a view of its slice (per item ~5× faster than normalising every
+item: tests/benchmarks item 6).
 """
 
 from __future__ import annotations
@@ -65,15 +67,24 @@ class SplitDataset(Dataset):
         state.update(_ds=None, _cache=OrderedDict(), _cached_bytes=0)
         return state
 
-    def _load(self, c: int) -> dict[str, np.ndarray]:
+    def _load(self, c: int) -> dict[str, torch.Tensor]:
+        """Chunk ``c`` normalised once, as the items' tensors: ``x_obs`` ``(n, C, T, H, W)``
+        (zero where unobserved), ``mask`` bool ``(n, T, H, W)`` and, with truth, ``truth``."""
         if c in self._cache:
             self._cache.move_to_end(c)
             return self._cache[c]
         if self._ds is None:
-            self._ds = open_split(self.url, self.split)
+            self._ds = open_split(self.url, self.split, dask=False)  # one chunk per read
         sl = slice(c * self.chunk, (c + 1) * self.chunk)
-        names = ["field", "mask"] + (["truth"] if self.with_truth else [])
-        block = {k: self._ds[k].isel(sample=sl).values for k in names}
+        field = self._normalise(self._ds["field"].isel(sample=sl).values)
+        block = {
+            "x_obs": torch.from_numpy(np.nan_to_num(field, nan=0.0, copy=False)),
+            "mask": torch.from_numpy(self._ds["mask"].isel(sample=sl).values.astype(bool)),
+        }
+        if self.with_truth:
+            block["truth"] = torch.from_numpy(
+                self._normalise(self._ds["truth"].isel(sample=sl).values)
+            )
         size = sum(v.nbytes for v in block.values())
         while self._cache and self._cached_bytes + size > self.cache_bytes:
             _, old = self._cache.popitem(last=False)
@@ -83,24 +94,20 @@ class SplitDataset(Dataset):
         return block
 
     def _normalise(self, values: np.ndarray) -> np.ndarray:
-        # (T, C, H, W) physical -> (C, T, H, W) normalised
-        return (np.moveaxis(values, 1, 0) - self.mean) / self.std
+        # (n, T, C, H, W) physical -> (n, C, T, H, W) normalised float32, contiguous
+        out = np.subtract(np.moveaxis(values, 2, 1), self.mean, dtype=np.float32, order="C")
+        out /= self.std
+        return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        """Item ``i``; its tensors are views of the cached chunk (as ``TensorDataset``'s are
+        views of its tensors): the ``DataLoader``'s collation copies them; copy before
+        modifying one in place."""
         if not 0 <= i < self.n:
             raise IndexError(i)
         block = self._load(i // self.chunk)
         j = i % self.chunk
-        mask = block["mask"][j]
-        x = np.nan_to_num(self._normalise(block["field"][j]), nan=0.0)
-        item = {
-            "index": torch.tensor(i),
-            "x_obs": torch.from_numpy(x.astype(np.float32)),
-            "mask": torch.from_numpy(mask.astype(bool)),
-        }
-        if self.with_truth:
-            item["truth"] = torch.from_numpy(self._normalise(block["truth"][j]).astype(np.float32))
-        return item
+        return {"index": torch.tensor(i), **{k: v[j] for k, v in block.items()}}
 
     def denormalise(self, x: torch.Tensor) -> np.ndarray:
         """Model layout ``(B, C, T, H, W)`` normalised → store layout ``(B, T, C, H, W)`` physical."""

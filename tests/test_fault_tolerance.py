@@ -34,15 +34,15 @@ from incdyn.platform.probe import read_probes
 from incdyn.platform.spec import parse_spec
 from incdyn.platform.trainer import run_name, storage_path
 
-STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 24, 2, 4, 8
+STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 16, 2, 4, 8
 
 
-def tiny_spec(tmp: Path, *, max_failures: int) -> dict:
+def tiny_spec(tmp: Path, store: Path, *, max_failures: int, workers: int) -> dict:
     return {
         "name": "faults",
         "data": {
             "params": {"grid": 16, "frames": 4},
-            "store": str(tmp / "tiny.zarr"),
+            "store": str(store),
             "n_train": 16,
             "n_val": 4,
             "n_test": 4,
@@ -60,7 +60,7 @@ def tiny_spec(tmp: Path, *, max_failures: int) -> dict:
         },
         "evaluation": {"max_samples": 2, "figure": False},
         "ray": {
-            "num_workers": 2,
+            "num_workers": workers,
             "cpus_per_worker": 1,
             "storage_path": str(tmp / "runs"),
             "max_failures": max_failures,
@@ -84,7 +84,7 @@ class Killer(threading.Thread):
             rank0 = read_probes(self.probe_dir).get(0) if self.probe_dir.is_dir() else None
             if rank0 and rank0["step"] >= self.after_step:
                 os.kill(rank0["pid"], signal.SIGSTOP)
-                time.sleep(2.0)  # let Ray Train register a checkpoint reported just before
+                time.sleep(3.0)  # let Ray Train register a checkpoint reported just before
                 latest = ray.train.Result.from_path(str(self.run_dir)).checkpoint
                 with latest.as_directory() as d:
                     self.checkpoint_step = read_meta(d)["step"]
@@ -118,10 +118,17 @@ def _logged_steps(spec, run) -> list[int]:
     return sorted(m.step for m in history)
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """Where the data set lives; the first run generates it, the others reuse it."""
+    return tmp_path_factory.mktemp("faults-data") / "tiny.zarr"
+
+
 def test_killed_worker_resumes_from_latest_checkpoint_and_finishes(
-    tmp_path, ray_local, monkeypatch
+    tmp_path, store, ray_local, monkeypatch
 ):
-    spec = parse_spec(tiny_spec(tmp_path, max_failures=1))
+    """Two DDP workers; rank 0 is killed, Ray Train restarts the group from the checkpoint."""
+    spec = parse_spec(tiny_spec(tmp_path, store, max_failures=1, workers=2))
     killer = _start_killer(spec, tmp_path, monkeypatch)
     run_experiment(spec, progress=False)
     killer.join(timeout=5)
@@ -145,8 +152,11 @@ def test_killed_worker_resumes_from_latest_checkpoint_and_finishes(
         assert read_meta(d)["step"] == STEPS
 
 
-def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(tmp_path, ray_local, monkeypatch):
-    spec = parse_spec(tiny_spec(tmp_path, max_failures=0))
+def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
+    tmp_path, store, ray_local, monkeypatch
+):
+    """One worker (cheaper), no retries: the kill fails the run; the same spec again resumes."""
+    spec = parse_spec(tiny_spec(tmp_path, store, max_failures=0, workers=1))
     killer = _start_killer(spec, tmp_path, monkeypatch)
     with pytest.raises(ray.train.TrainingFailedError):
         run_experiment(spec, progress=False)

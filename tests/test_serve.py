@@ -228,6 +228,7 @@ def test_model_from_mlflow_run(tmp_path):
     ckpt = make_checkpoint(tmp_path / "checkpoint")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("serve-test")  # the process may hold another store's experiment id
     with mlflow.start_run() as parent, mlflow.start_run(nested=True) as child:
         mlflow.log_artifacts(str(ckpt), artifact_path="checkpoint")
     assert (resolve_checkpoint(child.info.run_id, uri) / "meta.json").is_file()
