@@ -3,7 +3,8 @@
 - Shallow Water (App. G.1): the PDE residual ("feasibility loss") of the reconstructed
   ``(u, v, h)`` series, always beside the ground truth's own residual.
 - Advection: reconstruct the first frame, run the exact solver over all frames, MSE to truth.
-- Navier–Stokes and ERA5: MSE over all and unobserved points (:mod:`incdyn.datasets.metrics`).
+- Navier–Stokes and ERA5: MSE over all and unobserved points (:mod:`incdyn.datasets.metrics`);
+  ERA5 also latitude-weighted RMSE per variable (WeatherBench2's convention), physical units.
 Per-sample values are returned so that shards can be merged by the caller.
 """
 
@@ -15,7 +16,7 @@ import xarray as xr
 
 from incdyn.datasets.physics_metrics import advection_forward_mse, shallow_water_residual
 
-PARAMS = {"shallow_water": ("f", "g", "H"), "advection": ("ax", "ay")}
+PARAMS = {"shallow_water": ("f", "g", "H"), "advection": ("ax", "ay"), "era5": ()}
 
 
 def physics_context(split: xr.Dataset, source: str) -> dict | None:
@@ -28,7 +29,20 @@ def physics_context(split: xr.Dataset, source: str) -> dict | None:
         "y": split["y"].values.astype(np.float64),
         "x": split["x"].values.astype(np.float64),
         "params": {p: split[p].values.astype(np.float64) for p in PARAMS[source]},
+        "channels": [str(c) for c in split["channel"].values],
     }
+
+
+def latitude_weighted_rmse(
+    imputed: np.ndarray, truth: np.ndarray, latitude_deg: np.ndarray, channels: list[str]
+) -> dict[str, np.ndarray]:
+    """WeatherBench2's RMSE per variable: squared errors weighted by cos(latitude), the weights
+    normalised to mean 1 over the latitudes, averaged over time and longitude, then the root."""
+    weights = np.cos(np.deg2rad(latitude_deg))
+    weights = weights / weights.mean()
+    sq = (imputed.astype(np.float64) - truth) ** 2 * weights[None, None, None, :, None]
+    rmse = np.sqrt(sq.mean(axis=(1, 3, 4)))  # (N, C)
+    return {f"rmse_{name}": rmse[:, i] for i, name in enumerate(channels)}
 
 
 def score(
@@ -44,6 +58,8 @@ def score(
     p = {k: torch.from_numpy(v[indices]) for k, v in context["params"].items()}
     t, y, x = context["time"], context["y"], context["x"]
     dy, dx = float(y[1] - y[0]), float(x[1] - x[0])
+    if context["source"] == "era5":
+        return latitude_weighted_rmse(imputed, truth, y, context["channels"])
     if context["source"] == "shallow_water":
         dt = float(t[1] - t[0])
         res = shallow_water_residual(

@@ -35,7 +35,9 @@ def test_shallow_water_feasibility_of_truth_is_far_below_a_corrupted_field(tmp_p
     same = score(truth, truth, idx, ctx)
     np.testing.assert_allclose(same["feasibility"], same["feasibility_truth"])
     rng = np.random.default_rng(0)
-    noisy = truth + 0.1 * truth.std(axis=(0, 1, 3, 4), keepdims=True) * rng.standard_normal(truth.shape)
+    noisy = truth + 0.1 * truth.std(axis=(0, 1, 3, 4), keepdims=True) * rng.standard_normal(
+        truth.shape
+    )
     bad = score(noisy.astype(np.float32), truth, idx, ctx)
     assert (bad["feasibility"] > 10 * bad["feasibility_truth"]).all()
 
@@ -65,3 +67,22 @@ def test_extra_metrics_are_averaged_per_sample_across_shards():
 def test_navier_stokes_has_no_extra_metric():
     assert physics_context(None, "navier_stokes") is None
     assert score(np.zeros(1), np.zeros(1), np.arange(1), None) == {}
+
+
+def test_era5_latitude_weighted_rmse_matches_weatherbench2_convention():
+    from incdyn.datasets.scoring import latitude_weighted_rmse
+
+    lat = np.array([-60.0, 0.0, 60.0])
+    truth = np.zeros((1, 2, 2, 3, 4))
+    imputed = truth.copy()
+    imputed[:, :, 0, 1, :] = 2.0  # error only on the equator, channel 0
+    out = latitude_weighted_rmse(imputed, truth, lat, ["z500", "t850"])
+    w = np.cos(np.deg2rad(lat)) / np.cos(np.deg2rad(lat)).mean()
+    assert out["rmse_z500"][0] == pytest.approx(np.sqrt(4.0 * w[1] / 3))
+    assert out["rmse_t850"][0] == 0.0
+    polar = truth.copy()
+    polar[:, :, 0, 0, :] = 2.0  # the same error near a pole weighs less
+    assert (
+        latitude_weighted_rmse(polar, truth, lat, ["z500", "t850"])["rmse_z500"][0]
+        < out["rmse_z500"][0]
+    )
