@@ -2,6 +2,7 @@
 # Set up a virtual environment with incdyn installed, then run the quick start or the tests.
 #   bash infra/dev.sh quickstart [--set key=value ...]   # incdyn run experiments/quickstart.yaml
 #   bash infra/dev.sh test [pytest args ...]             # python -m pytest (fast suite)
+#   bash infra/dev.sh repro [--fresh] [--set ...]        # the paper's claims at CPU scale (≈ 50 min)
 # torch is pinned to 2.13.0: its CPU wheel lies on the dev/CI machines' disk (any other
 # version is a multi-GB CUDA download). INCDYN_VENV chooses the environment (default .venv).
 set -euo pipefail
@@ -19,5 +20,6 @@ export RAY_USAGE_STATS_ENABLED=0
 case "${1:-}" in
   quickstart) shift; exec "$venv/bin/incdyn" run experiments/quickstart.yaml "$@" ;;
   test) shift; exec "$venv/bin/python" -m pytest "$@" ;;
-  *) echo "usage: bash infra/dev.sh {quickstart|test} [args]" >&2; exit 2 ;;
+  repro) shift; PATH="$(cd "$venv" && pwd)/bin:$PATH" exec bash experiments/repro_cpu/run.sh "$@" ;;
+  *) echo "usage: bash infra/dev.sh {quickstart|test|repro} [args]" >&2; exit 2 ;;
 esac

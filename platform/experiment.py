@@ -72,6 +72,7 @@ def _run_method(
             sampler=method.sampler.model_dump(),
             batch_size=ev.batch_size,
             max_samples=ev.max_samples,
+            val_samples=ev.val_samples,
             seed=spec.seed,
             device="cuda" if spec.ray.use_gpu else "cpu",
         )

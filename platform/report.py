@@ -51,6 +51,11 @@ def search_all(
 class Cell:
     values: tuple[float, ...]
     run_ids: tuple[str, ...]
+    seeds: tuple[str, ...] = ()  # the runs' ``incdyn.seed`` tags, in the order of ``values``
+
+    def by_seed(self) -> dict[str, float]:
+        """Value per seed (the last run wins when ``runs="all"`` pools a seed twice)."""
+        return dict(zip(self.seeds, self.values, strict=True))
 
     @property
     def n(self) -> int:
@@ -206,10 +211,11 @@ def build_report(
         row, col = _row_label(run), run.data.tags.get("incdyn.setting", "?")
         rows += [row] if row not in rows else []
         columns += [col] if col not in columns else []
-        values.setdefault((row, col), []).append((run.data.metrics[metric], run.info.run_id))
+        values.setdefault((row, col), []).append(
+            (run.data.metrics[metric], run.info.run_id, run.data.tags.get("incdyn.seed", "?"))
+        )
     cells = {
-        k: Cell(tuple(v for v, _ in pairs), tuple(i for _, i in pairs))
-        for k, pairs in values.items()
+        k: Cell(*(tuple(t[i] for t in triples) for i in range(3))) for k, triples in values.items()
     }
     return Report(experiment, metric, rows, columns, cells, [r.info.run_id for r in chosen])
 

@@ -3,6 +3,7 @@
 incdyn report quickstart                              # test_mse table; logged to the latest parent run
 incdyn report paper-table1 --metric test_mse_unobserved --out reports/
 incdyn report quickstart --tracking-uri http://mlflow:5000 --no-log
+incdyn report --claims experiments/repro_cpu/claims.yaml --out experiments/repro_cpu/RESULTS.md
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="rebuild the methods × settings table (mean ± std) from MLflow"
     )
-    p.add_argument("experiment", help="MLflow experiment name (a spec's mlflow.experiment or name)")
+    p.add_argument(
+        "experiment",
+        nargs="?",
+        help="MLflow experiment name (a spec's mlflow.experiment or name); not with --claims",
+    )
+    p.add_argument(
+        "--claims",
+        type=Path,
+        help="check the paper's claims listed in this YAML file (names its own experiment); "
+        "--out is then the markdown file to write (e.g. RESULTS.md)",
+    )
     p.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)",
@@ -36,8 +47,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _run_claims(args: argparse.Namespace) -> int:
+    from incdyn.platform.claims import check_claims, claims_markdown, load_claims
+
+    try:
+        claims = load_claims(args.claims)
+        result = check_claims(claims, args.tracking_uri)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = claims_markdown(result)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    if not args.no_log and result.parents:
+        from mlflow.tracking import MlflowClient
+
+        run_id = result.parents[-1].info.run_id
+        MlflowClient(result.tracking_uri).log_text(run_id, text, "claims/RESULTS.md")
+        print(f"logged to MLflow run {run_id}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from incdyn.platform.report import build_report, log_report
+
+    if args.claims:
+        if args.experiment:
+            print("error: give an experiment or --claims, not both", file=sys.stderr)
+            return 2
+        return _run_claims(args)
+    if not args.experiment:
+        print("error: name an MLflow experiment (or give --claims FILE)", file=sys.stderr)
+        return 2
 
     try:
         report = build_report(

@@ -179,6 +179,7 @@ class EvaluationSpec(_Strict):
     """Imputation of the test split."""
 
     max_samples: int | None = Field(None, ge=1)  # evaluate only the first N test samples
+    val_samples: int | None = Field(None, ge=1)  # validation samples imputed (None: all)
     batch_size: int = Field(8, ge=1)  # samples per network call (× K context masks)
     figure: bool = True  # log truth / observed / imputed / error figures
 

@@ -174,6 +174,7 @@ def run_trial(
             sampler=m.sampler.model_dump(),
             batch_size=ev_spec.batch_size,
             max_samples=ev_spec.max_samples,
+            val_samples=ev_spec.val_samples,
             seed=spec.seed,
             device="cuda" if spec.ray.use_gpu else "cpu",
         )
