@@ -69,10 +69,14 @@ def make_config(source: str, preset: str, overrides: dict[str, Any]) -> Any:
         raise ValueError(f"data source {source!r} is not one of {sorted(GENERATORS)}")
     gen = GENERATORS[source]
     if preset not in gen.presets:
-        raise ValueError(f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}")
+        raise ValueError(
+            f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
+        )
     fields = {f.name for f in dataclasses.fields(gen.config_cls)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"data.params {unknown} are not {source} settings; allowed: {sorted(fields)}")
+        raise ValueError(
+            f"data.params {unknown} are not {source} settings; allowed: {sorted(fields)}"
+        )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return dataclasses.replace(gen.presets[preset], **values)

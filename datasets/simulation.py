@@ -40,7 +40,9 @@ class Simulation:
 
     def __post_init__(self) -> None:
         if self.fields.ndim != 5:
-            raise ValueError(f"fields must be (N, T, C, H, W), got shape {tuple(self.fields.shape)}")
+            raise ValueError(
+                f"fields must be (N, T, C, H, W), got shape {tuple(self.fields.shape)}"
+            )
         n, t, c, h, w = self.fields.shape
         if len(self.channels) != c:
             raise ValueError(f"{len(self.channels)} channel names for {c} channels")

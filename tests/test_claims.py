@@ -42,7 +42,12 @@ CLAIMS = {
                     "rows": {"ours": 1.931, "missdiff": 3.077, "ns_inpaint": 2.989},
                     "holds_if": ["ours < missdiff", "ours < ns_inpaint"],
                     "informational": ["missdiff < ns_inpaint"],
-                    "ratio": {"label": "ours/MissDiff", "num": "ours", "den": "missdiff", "paper": 0.63},
+                    "ratio": {
+                        "label": "ours/MissDiff",
+                        "num": "ours",
+                        "den": "missdiff",
+                        "paper": 0.63,
+                    },
                 }
             ],
         },
@@ -55,7 +60,12 @@ CLAIMS = {
                     "setting": SETTING,
                     "rows": {"ours": None, "ns_inpaint": None},
                     "holds_if": ["ns_inpaint < ours"],
-                    "ratio": {"label": "inpaint/ours", "num": "ns_inpaint", "den": "ours", "paper": 0.5},
+                    "ratio": {
+                        "label": "inpaint/ours",
+                        "num": "ns_inpaint",
+                        "den": "ours",
+                        "paper": 0.5,
+                    },
                 }
             ],
         },
@@ -69,7 +79,12 @@ CLAIMS = {
                     "rows": {"r0.5": None, "ours": 2.03, "missdiff": 2.56},
                     "select": {"name": "best", "among": ["r0.5", "ours"], "by": "val_mse"},
                     "holds_if": ["best < missdiff"],
-                    "ratio": {"label": "best/(1,1)", "num": "best", "den": "missdiff", "paper": 0.79},
+                    "ratio": {
+                        "label": "best/(1,1)",
+                        "num": "best",
+                        "den": "missdiff",
+                        "paper": 0.79,
+                    },
                 }
             ],
         },
@@ -196,7 +211,9 @@ def test_cli_writes_results_file_and_logs_it(store, tmp_path, capsys):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("claims-test")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`incdyn.role` = 'experiment'")
-    assert "claims/RESULTS.md" in [a.path for a in client.list_artifacts(parent.info.run_id, "claims")]
+    assert "claims/RESULTS.md" in [
+        a.path for a in client.list_artifacts(parent.info.run_id, "claims")
+    ]
     assert _cli("some-experiment", "--claims", str(path), "--tracking-uri", uri) == 2
     assert "not both" in capsys.readouterr().err
 
