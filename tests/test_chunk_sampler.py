@@ -1,0 +1,78 @@
+"""ChunkShuffleSampler: a full, sharded, per-epoch shuffle that decodes each chunk about once."""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from incdyn.datasets.chunk_sampler import ChunkShuffleSampler
+
+
+def _chunk_loads(order: list[int], chunk: int, cache_chunks: int) -> int:
+    """Chunks decoded by an LRU cache of ``cache_chunks`` chunks reading ``order``
+    (the policy of SplitDataset._load)."""
+    cache: OrderedDict[int, None] = OrderedDict()
+    loads = 0
+    for i in order:
+        c = i // chunk
+        if c in cache:
+            cache.move_to_end(c)
+            continue
+        loads += 1
+        cache[c] = None
+        if len(cache) > cache_chunks:
+            cache.popitem(last=False)
+    return loads
+
+
+def test_one_rank_epoch_is_a_permutation_and_epochs_differ():
+    s = ChunkShuffleSampler(100, 16, window=2, seed=3)
+    first = list(s)
+    assert sorted(first) == list(range(100)) and len(s) == 100
+    assert list(s) == first  # same epoch, same order
+    s.set_epoch(1)
+    assert sorted(list(s)) == list(range(100)) and list(s) != first
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_ranks_cover_the_split_with_equal_lengths_padding_only_as_needed(world):
+    n = 101
+    shards = [
+        list(ChunkShuffleSampler(n, 8, window=3, num_replicas=world, rank=r, seed=5))
+        for r in range(world)
+    ]
+    lengths = {len(s) for s in shards}
+    assert lengths == {-(-n // world)}
+    together = [i for s in shards for i in s]
+    assert set(together) == set(range(n))
+    assert (
+        len(together) - n == -(-n // world) * world - n
+    )  # duplicates = DistributedSampler's padding
+
+
+def test_each_chunk_is_decoded_once_per_epoch_with_a_cache_of_window_chunks():
+    n, chunk, cache = 512, 16, 4  # 32 chunks, the cache holds 4
+    ours = list(ChunkShuffleSampler(n, chunk, window=cache, seed=0))
+    plain = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+    assert _chunk_loads(ours, chunk, cache) == n // chunk
+    assert _chunk_loads(plain, chunk, cache) > 0.8 * n  # nearly one decode per sample
+
+
+def test_a_window_covering_the_split_mixes_all_chunks():
+    n, chunk = 512, 16
+    order = list(ChunkShuffleSampler(n, chunk, window=n // chunk, seed=1))
+    same = sum(a // chunk == b // chunk for a, b in itertools.pairwise(order))
+    # a uniform shuffle puts neighbours in the same chunk with probability ~ (chunk-1)/(n-1) = 3 %
+    assert same / (n - 1) < 0.1
+    first_chunks = {i // chunk for i in order[:64]}
+    assert len(first_chunks) > 16  # the first batches draw from most chunks, not from 4
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="window=0"):
+        ChunkShuffleSampler(10, 2, window=0)
+    with pytest.raises(ValueError, match="rank 2"):
+        ChunkShuffleSampler(10, 2, window=1, num_replicas=2, rank=2)
