@@ -62,6 +62,18 @@ class SplitDataset(Dataset):
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def chunks(self) -> int:
+        """Store chunks the split's samples span."""
+        return -(-self.n // self.chunk)
+
+    @property
+    def cache_chunks(self) -> int:
+        """Chunks the cache holds at once (>= 1): normalised float32 fields and truth, bool masks."""
+        t, c, h, w = self.shape
+        item = t * c * h * w * 4 * (2 if self.with_truth else 1) + t * h * w
+        return max(1, self.cache_bytes // (self.chunk * item))
+
     def __getstate__(self) -> dict:  # reopen lazily in each worker process
         state = self.__dict__.copy()
         state.update(_ds=None, _cache=OrderedDict(), _cached_bytes=0)

@@ -283,7 +283,7 @@ def check_claims(claims: ClaimsFile, tracking_uri: str | None = None) -> ClaimsR
 
 
 def _fmt(x: float | None) -> str:
-    if x is None:
+    if x is None or x != x:  # None or NaN
         return "–"
     return f"{x:.4g}"
 

@@ -171,6 +171,7 @@ class TrainingSpec(_Strict):
     log_every: int = Field(50, ge=1)  # steps between reports (train loss; val loss)
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints
     val_samples: int = Field(32, ge=1)  # validation samples for the val loss
+    cache_mb: float = Field(256.0, gt=0.0)  # chunk cache of each worker's training split
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward pass and loss
     compile: bool = False  # torch.compile the backbone (first steps pay the compilation)
 

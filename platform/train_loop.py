@@ -19,6 +19,7 @@ import ray.train.torch
 import torch
 from torch.utils.data import DataLoader
 
+from incdyn.datasets.chunk_sampler import ChunkShuffleSampler
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import Partition
@@ -55,6 +56,37 @@ def learning_rate(step: int, training: dict[str, Any]) -> float:
     return lr
 
 
+def build_training_loader(
+    train_set: SplitDataset, batch_size: int, seed: int, rank: int, world: int
+) -> tuple[DataLoader, bool]:
+    """This worker's shuffled batches of the training split, and whether Ray Train must still
+    add its ``DistributedSampler`` (``prepare_data_loader(add_dist_sampler=...)``).
+
+    When the split fits in the dataset's chunk cache: a plain shuffle, sharded by the
+    ``DistributedSampler`` that ``prepare_data_loader`` adds. When it does not, a plain shuffle
+    would decode a whole chunk for nearly every sample (tests/benchmarks item 6), so the
+    :class:`ChunkShuffleSampler` shards and shuffles by windows of the chunks the cache holds.
+    """
+    if train_set.chunks <= train_set.cache_chunks:
+        loader = DataLoader(
+            train_set,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return loader, True
+    sampler = ChunkShuffleSampler(
+        len(train_set),
+        train_set.chunk,
+        window=train_set.cache_chunks,
+        num_replicas=world,
+        rank=rank,
+        seed=seed,
+    )
+    return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True), False
+
+
 @torch.no_grad()
 def validation_loss(model, loader: DataLoader, partition: Partition, seed: int, device) -> float:
     """The training objective on the validation split's observed data, with fixed randomness.
@@ -83,16 +115,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     partition = partition_for(method, spec["data"]["observation"])
 
     # 1. Data: this worker's shard of the training split (the distributed sampler splits it).
-    train_set = SplitDataset(config["store"], "train")
-    shuffle = torch.Generator().manual_seed(spec["seed"])
-    loader = DataLoader(
-        train_set,
-        batch_size=training["batch_size"],
-        shuffle=True,
-        drop_last=True,
-        generator=shuffle,
+    train_set = SplitDataset(
+        config["store"],
+        "train",
+        cache_bytes=int(training.get("cache_mb", 256.0) * 2**20),  # .get: older specs
     )
-    loader = ray.train.torch.prepare_data_loader(loader)
+    loader, dist = build_training_loader(
+        train_set, training["batch_size"], spec["seed"], rank, world
+    )
+    loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=dist)
     val_loader = None
     if rank == 0:
         val_set = SplitDataset(config["store"], "val", limit=training["val_samples"])

@@ -76,3 +76,54 @@ def test_bad_arguments_are_refused():
         ChunkShuffleSampler(10, 2, window=0)
     with pytest.raises(ValueError, match="rank 2"):
         ChunkShuffleSampler(10, 2, window=1, num_replicas=2, rank=2)
+
+
+# -- the training loader's choice (platform/train_loop.py) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    from tests.test_streaming import write_random_store
+
+    url = str(tmp_path_factory.mktemp("chunks") / "s.zarr")
+    write_random_store(url)
+    return url
+
+
+def _count_decodes(ds) -> list[int]:
+    decoded = []
+    load = ds._load
+
+    def counting(c):
+        if c not in ds._cache:
+            decoded.append(c)
+        return load(c)
+
+    ds._load = counting
+    return decoded
+
+
+def test_loader_keeps_the_plain_shuffle_when_the_split_fits_the_cache(small_store):
+    from torch.utils.data import RandomSampler
+
+    from incdyn.datasets.torch_dataset import SplitDataset
+    from incdyn.platform.train_loop import build_training_loader
+
+    ds = SplitDataset(small_store, "train")
+    assert ds.chunks <= ds.cache_chunks
+    loader, dist = build_training_loader(ds, 4, seed=0, rank=0, world=1)
+    assert isinstance(loader.sampler, RandomSampler) and dist  # Ray Train adds its sampler
+
+
+def test_loader_reads_each_chunk_once_per_epoch_when_the_split_exceeds_the_cache(small_store):
+    from incdyn.datasets.torch_dataset import SplitDataset
+    from incdyn.platform.train_loop import build_training_loader
+
+    ds = SplitDataset(small_store, "train", cache_bytes=3 * 2**20)  # 2 of the 64 chunks
+    assert ds.cache_chunks == 2 and ds.chunks == 64
+    loader, dist = build_training_loader(ds, 4, seed=0, rank=1, world=2)
+    assert isinstance(loader.sampler, ChunkShuffleSampler) and not dist
+    decoded = _count_decodes(ds)
+    seen = [int(i) for batch in loader for i in batch["index"]]
+    assert len(seen) == 128 and len(set(seen)) == 128  # rank 1's half of the 256 samples
+    assert sorted(decoded) == sorted({i // 4 for i in seen})  # each of its chunks once
