@@ -2,7 +2,7 @@
 # Reproduce the paper's four claims at CPU scale and write experiments/repro_cpu/RESULTS.md.
 #   bash infra/dev.sh repro                 # sets up .venv, then runs this script
 #   bash experiments/repro_cpu/run.sh [--fresh] [--set key=value ...]
-# Runs the three specs beside this file on one Ray cluster, two at a time (each model trains on
+# Runs the four specs beside this file on one Ray cluster, two at a time (each model trains on
 # one Ray Train worker with 1 CPU, so two fit on a 2-core machine), all logging to one MLflow
 # store; then `incdyn report --claims` rebuilds RESULTS.md from MLflow alone.
 # Working files (stores, checkpoints, mlflow.db, logs) go to $REPRO_DIR (default
@@ -33,10 +33,12 @@ trap cleanup EXIT
 
 start=$(date +%s)
 echo "repro: logs in $work/lane_a.log and $work/lane_b.log"
+# two lanes of about equal work (each spec's methods and seeds run one after another)
 ( incdyn run "$here/pixel_ns.yaml" "$@" && incdyn run "$here/ensemble_sw.yaml" "$@" ) \
   >lane_a.log 2>&1 &
 lane_a=$!
-incdyn run "$here/block.yaml" "$@" >lane_b.log 2>&1 &
+( incdyn run "$here/block_ns.yaml" "$@" && incdyn run "$here/block_sw.yaml" "$@" ) \
+  >lane_b.log 2>&1 &
 lane_b=$!
 status=0
 wait "$lane_a" || { status=1; echo "repro: lane a failed (see $work/lane_a.log)" >&2; }

@@ -13,6 +13,7 @@ import torch
 from bench_lib import interleaved, row
 from torch.utils.data import DataLoader, Dataset
 
+from incdyn.datasets.chunk_sampler import ChunkShuffleSampler
 from incdyn.datasets.torch_dataset import SplitDataset
 
 READ_TARGET = 0.9  # zarr samples/s over in-memory samples/s
@@ -55,12 +56,25 @@ def _epochs(datasets: list[Dataset]) -> int:
     return n
 
 
+def _chunked_epochs(datasets: list[SplitDataset]) -> int:
+    """One epoch of each as the training loop reads a split larger than its cache
+    (``platform/train_loop.py`` ``build_training_loader``: the chunk-aware shuffle)."""
+    n = 0
+    for epoch, ds in enumerate(datasets):
+        sampler = ChunkShuffleSampler(len(ds), ds.chunk, window=ds.cache_chunks, seed=0)
+        sampler.set_epoch(epoch)
+        for batch in DataLoader(ds, batch_size=8, sampler=sampler, drop_last=True):
+            n += batch["x_obs"].shape[0]
+    return n
+
+
 def read_path(url: str, *, quick: bool) -> tuple[list[dict], dict[str, Any]]:
     """Samples/s of shuffled epochs (batch 8) from: ``memory``; ``zarr_warm``, one
     ``SplitDataset`` whose chunk cache holds the split (every epoch after its first);
     ``zarr_cold``, the first epoch of a fresh ``SplitDataset`` (opens the store, decodes every
     chunk); ``zarr_small_cache``, a cache of one chunk (a split 4× the cache: shuffled reads
-    decode a chunk for most samples)."""
+    decode a chunk for most samples); ``zarr_small_cache_chunked``, the same cache read in the
+    training loader's chunk-aware shuffle (each chunk decoded once per epoch)."""
     warm_set = SplitDataset(url, "train")
     memory = InMemory(warm_set)
     chunk_bytes = sum(v.nbytes for v in warm_set._load(0).values())
@@ -72,6 +86,7 @@ def read_path(url: str, *, quick: bool) -> tuple[list[dict], dict[str, Any]]:
         "zarr_warm": lambda: _epochs([warm_set] * epochs),
         "zarr_cold": lambda: _epochs([fresh.pop() for _ in range(epochs)]),
         "zarr_small_cache": lambda: _epochs([small] * epochs),
+        "zarr_small_cache_chunked": lambda: _chunked_epochs([small] * epochs),
     }
     t = interleaved(fns, repeat=repeat)
     per_call = (n // 8) * 8 * epochs
@@ -81,7 +96,8 @@ def read_path(url: str, *, quick: bool) -> tuple[list[dict], dict[str, Any]]:
     rows = [row("6", f"read samples/s, in memory ({n} samples of {warm_set.shape})",
                 rates["memory"], "sample/s")]  # fmt: skip
     labels = {"zarr_warm": "chunk cache warm", "zarr_cold": "first epoch, chunks decoded",
-              "zarr_small_cache": "split = 4x the cache"}  # fmt: skip
+              "zarr_small_cache": "split = 4x the cache, plain shuffle",
+              "zarr_small_cache_chunked": "split = 4x the cache, chunk-aware shuffle"}  # fmt: skip
     for key, label in labels.items():
         ratio = rates[key] / rates["memory"]
         out[f"ratio_{key}"] = ratio
