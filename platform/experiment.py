@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import torch
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
@@ -63,6 +64,9 @@ def _run_method(
     result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
     if result.checkpoint is None:
         raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
+    if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
+        # impute with the CPUs of one worker: other runs may be training beside this driver
+        torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
         mlflow.log_artifacts(ckpt, artifact_path="checkpoint")
         return evaluate_diffusion(
