@@ -22,6 +22,10 @@ python -c "from mlflow.tracking import MlflowClient; MlflowClient().search_exper
   >/dev/null 2>&1
 started=""
 if [ -z "${RAY_ADDRESS:-}" ]; then
+  # Ray 2.60 authenticates clients by token: give the head and every driver the same fresh one
+  export RAY_AUTH_MODE=token
+  RAY_AUTH_TOKEN="$(python -c 'import secrets; print(secrets.token_hex(32))')"
+  export RAY_AUTH_TOKEN
   port="${REPRO_RAY_PORT:-6390}"
   ray start --head --num-cpus=2 --port="$port" --dashboard-host=127.0.0.1 \
     --dashboard-port="${REPRO_DASHBOARD_PORT:-8266}" --disable-usage-stats >ray_start.log 2>&1
