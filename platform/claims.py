@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import platform as _platform  # the standard library's (DESIGN.md "Imports")
 import re
 from dataclasses import dataclass, field
@@ -338,7 +339,7 @@ def _part_table(r: PartResult) -> list[str]:
     return lines
 
 
-def _verdict(claim: ClaimSpec, results: list[PartResult]) -> str:
+def _verdict(results: list[PartResult]) -> str:
     sentences = []
     for r in results:
         where = f"{r.spec.setting}"
@@ -375,7 +376,7 @@ def claims_markdown(result: ClaimsResult) -> str:
         f"- Seeds: {', '.join(result.seeds)} (training and sampling; the data set is fixed per spec).",
         f"- Wall time of the runs: {_wall_time(result.parents)}.",
         f"- Versions: {_versions()}.",
-        f"- Machine: {_platform.machine()}, {__import__('os').cpu_count()} CPU cores.",
+        f"- Machine: {_platform.machine()}, {os.cpu_count()} CPU cores.",
         f"- Metric: `{f.metric}` unless a table says otherwise (normalised units: MSE of the "
         "imputed field over all points; lower is better). Paper numbers are the paper's own "
         "(GPU scale, its units): compare the ratios, not the absolute values.",
@@ -424,7 +425,7 @@ def claims_markdown(result: ClaimsResult) -> str:
                     f"paper {r.spec.ratio.paper:.3g}"
                 )
             lines.append("")
-        lines += [f"**Verdict.** {_verdict(c, result.parts[c.id])}", ""]
+        lines += [f"**Verdict.** {_verdict(result.parts[c.id])}", ""]
         if c.notes:
             lines += [c.notes.strip(), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -82,6 +82,21 @@ def _impute(
     )
 
 
+def diffusion_options(spec, method) -> dict:
+    """The keyword arguments of :func:`evaluate_diffusion` that a spec and a diffusion method
+    fix (everything but the checkpoint and the store): one place for ``incdyn run`` and sweeps."""
+    ev = spec.evaluation
+    return {
+        "ensemble": method.ensemble,
+        "sampler": method.sampler.model_dump(),
+        "batch_size": ev.batch_size,
+        "max_samples": ev.max_samples,
+        "val_samples": ev.val_samples,
+        "seed": spec.seed,
+        "device": "cuda" if spec.ray.use_gpu else "cpu",
+    }
+
+
 def _impute_split(
     split: str,
     kinds: list[str],

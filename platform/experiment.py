@@ -19,7 +19,12 @@ import torch
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
 from incdyn.platform.audit import check_exposure
-from incdyn.platform.evaluate import Evaluation, evaluate_classical, evaluate_diffusion
+from incdyn.platform.evaluate import (
+    Evaluation,
+    diffusion_options,
+    evaluate_classical,
+    evaluate_diffusion,
+)
 from incdyn.platform.figures import imputation_figure
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
@@ -55,10 +60,12 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
 def _run_method(
     spec: ExperimentSpec, method, url: str, tracking_uri: str, run_id: str
 ) -> Evaluation:
-    ev = spec.evaluation
     if not isinstance(method, DiffusionMethod):
         return evaluate_classical(
-            method.kind, store_url=url, max_samples=ev.max_samples, source=spec.data.source
+            method.kind,
+            store_url=url,
+            max_samples=spec.evaluation.max_samples,
+            source=spec.data.source,
         )
     mlflow.set_tag("ray_train_run", run_name(spec, method))
     result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
@@ -69,17 +76,7 @@ def _run_method(
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
         mlflow.log_artifacts(ckpt, artifact_path="checkpoint")
-        return evaluate_diffusion(
-            ckpt,
-            store_url=url,
-            ensemble=method.ensemble,
-            sampler=method.sampler.model_dump(),
-            batch_size=ev.batch_size,
-            max_samples=ev.max_samples,
-            val_samples=ev.val_samples,
-            seed=spec.seed,
-            device="cuda" if spec.ray.use_gpu else "cpu",
-        )
+        return evaluate_diffusion(ckpt, store_url=url, **diffusion_options(spec, method))
 
 
 def format_table(rows: list[dict]) -> str:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from incdyn.platform.evaluate import Evaluation, evaluate_diffusion
+from incdyn.platform.evaluate import Evaluation, diffusion_options, evaluate_diffusion
 from incdyn.platform.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 from incdyn.platform.tracking import flatten
@@ -170,13 +170,7 @@ def run_trial(
             result.checkpoint,
             max(1, int(cpus_per_worker)),
             store_url=store_url,
-            ensemble=m.ensemble,
-            sampler=m.sampler.model_dump(),
-            batch_size=ev_spec.batch_size,
-            max_samples=ev_spec.max_samples,
-            val_samples=ev_spec.val_samples,
-            seed=spec.seed,
-            device="cuda" if spec.ray.use_gpu else "cpu",
+            **diffusion_options(spec, m),
         )
     )
 
