@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from incdyn.models.denoiser import Denoiser
@@ -30,8 +31,25 @@ def build_backbone(backbone: dict[str, Any], *, channels: int, frames: int) -> n
 
 
 def build_denoiser(
-    backbone: dict[str, Any], schedule: dict[str, Any], *, channels: int, frames: int
+    backbone: dict[str, Any],
+    schedule: dict[str, Any],
+    *,
+    channels: int,
+    frames: int,
+    seed: int | None = None,
 ) -> Denoiser:
-    """``D_θ`` for fields with ``channels`` channels and ``frames`` frames."""
-    net = build_backbone(backbone, channels=channels, frames=frames)
+    """``D_θ`` for fields with ``channels`` channels and ``frames`` frames.
+
+    With ``seed``, the initial weights are a function of the seed alone: they are drawn from
+    the CPU generator reseeded inside ``torch.random.fork_rng``, so the caller's global RNG
+    state is left as it was. Without it they come from the global RNG (e.g. before a
+    ``load_state_dict`` that overwrites them anyway).
+    """
+    if seed is None:
+        return Denoiser(
+            build_backbone(backbone, channels=channels, frames=frames), VPSchedule(**schedule)
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_backbone(backbone, channels=channels, frames=frames)
     return Denoiser(net, VPSchedule(**schedule))

@@ -136,6 +136,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         spec["schedule"],
         channels=len(train_set.channels),
         frames=train_set.shape[0],
+        seed=spec["seed"],  # same seed, same initial weights (DDP then broadcasts rank 0's)
     )
     if training["compile"]:  # in place: parameter names, hence checkpoints, stay the same
         denoiser.backbone.compile()
