@@ -17,7 +17,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from incdyn.datasets.chunk_sampler import ChunkShuffleSampler
 from incdyn.datasets.torch_dataset import SplitDataset
@@ -58,33 +58,36 @@ def learning_rate(step: int, training: dict[str, Any]) -> float:
 
 def build_training_loader(
     train_set: SplitDataset, batch_size: int, seed: int, rank: int, world: int
-) -> tuple[DataLoader, bool]:
-    """This worker's shuffled batches of the training split, and whether Ray Train must still
-    add its ``DistributedSampler`` (``prepare_data_loader(add_dist_sampler=...)``).
+) -> DataLoader:
+    """This worker's shuffled batches of the training split, the order a function of ``seed``.
 
-    When the split fits in the dataset's chunk cache: a plain shuffle, sharded by the
-    ``DistributedSampler`` that ``prepare_data_loader`` adds. When it does not, a plain shuffle
-    would decode a whole chunk for nearly every sample (tests/benchmarks item 6), so the
-    :class:`ChunkShuffleSampler` shards and shuffles by windows of the chunks the cache holds.
+    When the split fits in the dataset's chunk cache: a plain shuffle, sharded over the workers
+    by torch's ``DistributedSampler`` when there are several (built here rather than by Ray
+    Train's ``prepare_data_loader``, whose sampler always uses seed 0). When it does not, a
+    plain shuffle would decode a whole chunk for nearly every sample (tests/benchmarks item 6),
+    so the :class:`ChunkShuffleSampler` shards and shuffles by windows of the chunks the cache
+    holds. Either way the train loop calls ``set_epoch`` per epoch where the sampler has it.
     """
-    if train_set.chunks <= train_set.cache_chunks:
-        loader = DataLoader(
-            train_set,
-            batch_size=batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(seed),
+    if train_set.chunks > train_set.cache_chunks:
+        sampler = ChunkShuffleSampler(
+            len(train_set),
+            train_set.chunk,
+            window=train_set.cache_chunks,
+            num_replicas=world,
+            rank=rank,
+            seed=seed,
         )
-        return loader, True
-    sampler = ChunkShuffleSampler(
-        len(train_set),
-        train_set.chunk,
-        window=train_set.cache_chunks,
-        num_replicas=world,
-        rank=rank,
-        seed=seed,
+        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
+    if world > 1:
+        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=seed)
+        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
+    return DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
     )
-    return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True), False
 
 
 @torch.no_grad()
@@ -120,10 +123,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         "train",
         cache_bytes=int(training.get("cache_mb", 256.0) * 2**20),  # .get: older specs
     )
-    loader, dist = build_training_loader(
-        train_set, training["batch_size"], spec["seed"], rank, world
-    )
-    loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=dist)
+    loader = build_training_loader(train_set, training["batch_size"], spec["seed"], rank, world)
+    loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
     val_loader = None
     if rank == 0:
         val_set = SplitDataset(config["store"], "val", limit=training["val_samples"])

@@ -111,8 +111,29 @@ def test_loader_keeps_the_plain_shuffle_when_the_split_fits_the_cache(small_stor
 
     ds = SplitDataset(small_store, "train")
     assert ds.chunks <= ds.cache_chunks
-    loader, dist = build_training_loader(ds, 4, seed=0, rank=0, world=1)
-    assert isinstance(loader.sampler, RandomSampler) and dist  # Ray Train adds its sampler
+    loader = build_training_loader(ds, 4, seed=0, rank=0, world=1)
+    assert isinstance(loader.sampler, RandomSampler)
+
+
+def test_loader_shards_by_the_spec_seed_over_several_workers(small_store):
+    from torch.utils.data import DistributedSampler
+
+    from incdyn.datasets.torch_dataset import SplitDataset
+    from incdyn.platform.train_loop import build_training_loader
+
+    ds = SplitDataset(small_store, "train")
+
+    def order(seed: int, rank: int, epoch: int = 0) -> list[int]:
+        loader = build_training_loader(ds, 4, seed=seed, rank=rank, world=2)
+        assert isinstance(loader.sampler, DistributedSampler)
+        loader.sampler.set_epoch(epoch)
+        return list(loader.sampler)
+
+    rank0, rank1 = order(3, 0), order(3, 1)
+    assert sorted(rank0 + rank1) == list(range(len(ds)))  # the two shards partition the split
+    assert order(3, 0) == rank0  # the same seed, the same batches
+    assert order(4, 0) != rank0  # the spec's seed, not a fixed one, drives the shuffle
+    assert order(3, 0, epoch=1) != rank0  # reshuffled each epoch
 
 
 def test_loader_reads_each_chunk_once_per_epoch_when_the_split_exceeds_the_cache(small_store):
@@ -121,8 +142,8 @@ def test_loader_reads_each_chunk_once_per_epoch_when_the_split_exceeds_the_cache
 
     ds = SplitDataset(small_store, "train", cache_bytes=3 * 2**20)  # 2 of the 64 chunks
     assert ds.cache_chunks == 2 and ds.chunks == 64
-    loader, dist = build_training_loader(ds, 4, seed=0, rank=1, world=2)
-    assert isinstance(loader.sampler, ChunkShuffleSampler) and not dist
+    loader = build_training_loader(ds, 4, seed=0, rank=1, world=2)
+    assert isinstance(loader.sampler, ChunkShuffleSampler)
     decoded = _count_decodes(ds)
     seen = [int(i) for batch in loader for i in batch["index"]]
     assert len(seen) == 128 and len(set(seen)) == 128  # rank 1's half of the 256 samples
