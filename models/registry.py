@@ -45,11 +45,8 @@ def build_denoiser(
     state is left as it was. Without it they come from the global RNG (e.g. before a
     ``load_state_dict`` that overwrites them anyway).
     """
-    if seed is None:
-        return Denoiser(
-            build_backbone(backbone, channels=channels, frames=frames), VPSchedule(**schedule)
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
         net = build_backbone(backbone, channels=channels, frames=frames)
     return Denoiser(net, VPSchedule(**schedule))

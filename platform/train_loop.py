@@ -17,7 +17,7 @@ from typing import Any
 import ray.train
 import ray.train.torch
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from incdyn.datasets.chunk_sampler import ChunkShuffleSampler
 from incdyn.datasets.torch_dataset import SplitDataset
@@ -77,17 +77,11 @@ def build_training_loader(
             rank=rank,
             seed=seed,
         )
-        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
-    if world > 1:
+    elif world > 1:
         sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=seed)
-        return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
-    return DataLoader(
-        train_set,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    else:
+        sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
 @torch.no_grad()
