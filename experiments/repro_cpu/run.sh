@@ -14,6 +14,7 @@ here="$root/experiments/repro_cpu"
 work="${REPRO_DIR:-$root/outputs/repro_cpu}"
 if [ "${1:-}" = "--fresh" ]; then shift; rm -rf "$work"; fi
 mkdir -p "$work"
+work="$(cd "$work" && pwd)"  # absolute: the MLflow URI below must survive the cd
 cd "$work"
 export MLFLOW_TRACKING_URI="sqlite:///$work/mlflow.db"
 export RAY_USAGE_STATS_ENABLED=0
