@@ -242,10 +242,13 @@ def test_every_claim_row_is_a_method_of_a_repro_setting():
 def test_repro_set_has_three_seeds_and_shares_trainings_that_differ_only_at_inference():
     specs = {s.name: s for s in _repro_specs()}
     assert all(len(s.run_seeds) >= 3 for s in specs.values())
-    pixel = specs["repro-pixel-ns"]
+    pixel = specs["repro-pixel-ns-baselines"]
     diffusion = [m for m in pixel.methods if isinstance(m, DiffusionMethod)]
     names = {m.name: run_name(pixel, m) for m in diffusion}
     assert names["r1.0"] == names["missdiff"]  # Table 6's (1, 1) is MissDiff's model
     assert len(set(names.values())) == len(names) - 1
+    ours = specs["repro-pixel-ns"]  # the same setting, data set and training as its baselines
+    assert ours.variants()[0].setting == pixel.variants()[0].setting
+    assert ours.data == pixel.data and ours.training == pixel.training and ours.seed == pixel.seed
     sw = specs["repro-ensemble-sw"]
     assert run_name(sw, sw.method("ours_direct")) == run_name(sw, sw.method("ours_ensemble"))
