@@ -249,6 +249,7 @@ def test_repro_set_has_three_seeds_and_shares_trainings_that_differ_only_at_infe
     assert len(set(names.values())) == len(names) - 1
     ours = specs["repro-pixel-ns"]  # the same setting, data set and training as its baselines
     assert ours.variants()[0].setting == pixel.variants()[0].setting
-    assert ours.data == pixel.data and ours.training == pixel.training and ours.seed == pixel.seed
+    for field in ("seed", "data", "backbone", "schedule", "training", "evaluation"):
+        assert getattr(ours, field) == getattr(pixel, field), field
     sw = specs["repro-ensemble-sw"]
     assert run_name(sw, sw.method("ours_direct")) == run_name(sw, sw.method("ours_ensemble"))
