@@ -1,7 +1,9 @@
 """Train one diffusion method with Ray Train's ``TorchTrainer`` (DDP across workers).
 
 The run's name is derived from the resolved spec (no timestamps): rerunning the same spec
-resumes from its latest checkpoint in ``RunConfig.storage_path``; a finished run is found finished.
+resumes from its latest checkpoint in ``RunConfig.storage_path``. A run whose latest checkpoint
+already holds every step is read back with ``Result.from_path`` without starting a worker group
+(~25 s of Ray Train start-up on CPU saved for each method that shares a finished training).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from incdyn.platform.checkpoint import read_meta
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
+from incdyn.platform.tracking import RunLogger
 from incdyn.platform.train_loop import train_loop_per_worker
 
 
@@ -39,6 +43,26 @@ def storage_path(spec: ExperimentSpec) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
+def finished_result(spec: ExperimentSpec, method: DiffusionMethod) -> ray.train.Result | None:
+    """The stored result of ``method``'s run if its latest checkpoint holds every step, else None.
+
+    None also for a run never started, or one that left no checkpoint snapshot: those go to
+    ``TorchTrainer.fit``, which resumes (or starts) them.
+    """
+    path = Path(storage_path(spec)) / run_name(spec, method)
+    if "://" in spec.ray.storage_path or not path.is_dir():
+        return None  # remote storage: let Ray Train find the run (no listing from the driver)
+    try:
+        result = ray.train.Result.from_path(str(path))
+    except RuntimeError:  # a folder without Ray Train's checkpoint snapshot
+        return None
+    if result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as d:
+        step = int(read_meta(d).get("step", -1))
+    return result if step >= spec.training.steps else None
+
+
 def train_method(
     spec: ExperimentSpec,
     method: DiffusionMethod,
@@ -51,7 +75,15 @@ def train_method(
     """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights).
 
     ``callbacks`` go to the Train ``RunConfig`` (a Tune trial passes ``TuneReportCallback()``).
+    Without callbacks, a run already finished (:func:`finished_result`) is returned as stored and
+    tagged ``resumed_from_step``, as a worker group resuming it would tag it.
     """
+    if not callbacks:
+        done = finished_result(spec, method)
+        if done is not None:
+            if run_id:
+                RunLogger(tracking_uri, run_id).tag("resumed_from_step", str(spec.training.steps))
+            return done
     cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
     resources = {"CPU": cpus}
     if spec.ray.use_gpu:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform import trainer
 from incdyn.platform.checkpoint import load_denoiser, read_meta
 from incdyn.platform.experiment import run_experiment
 from incdyn.platform.spec import parse_spec
@@ -101,9 +102,15 @@ def test_two_workers_trained_with_ddp(finished):
     assert any(run_dir.glob("checkpoint_*"))
 
 
-def test_rerun_resumes_finished_training_instead_of_restarting(finished):
+def test_rerun_resumes_finished_training_instead_of_restarting(finished, monkeypatch):
     _tmp, spec, _ = finished
-    rows = run_experiment(spec, progress=False)  # same spec: same Ray Train run name
+
+    def no_worker_group(*args, **kwargs):
+        raise AssertionError("a finished training started a Ray Train worker group again")
+
+    # same spec: same Ray Train run name, found finished on disk without a worker group
+    monkeypatch.setattr(trainer, "TorchTrainer", no_worker_group)
+    rows = run_experiment(spec, progress=False)
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("tiny-test")
     latest = client.search_runs(
