@@ -115,7 +115,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_set = SplitDataset(
         config["store"],
         "train",
-        cache_bytes=int(training.get("cache_mb", 256.0) * 2**20),  # .get: older specs
+        cache_bytes=int(training["cache_mb"] * 2**20),
     )
     loader = build_training_loader(train_set, training["batch_size"], spec["seed"], rank, world)
     loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
