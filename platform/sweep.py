@@ -7,8 +7,9 @@ The swept method is the spec's first diffusion method (or ``--method NAME``): it
 sampler and partition kind are every trial's, its ratios and backbone the default of each axis.
 Each trial (:mod:`~incdyn.platform.sweep_trial`) trains through Ray Train, imputes the test split
 and is an MLflow child run (``incdyn.role=trial``) of one sweep parent run per data setting.
-The best configuration has the lowest mean ``val_loss`` over seeds among the evaluated trials:
-the test split never chooses.
+The best configuration has the lowest mean ``val_mse`` (imputation error on the validation split)
+over seeds among the evaluated trials: the test split never chooses. ASHA stops trials on
+``val_loss``, the only validation figure logged while a trial trains.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """What a sweep found, read back from MLflow: its trials, the best configuration, the heat map.
 
-The best configuration has the lowest mean ``val_loss`` (the training objective on the
-validation split's observed values) over the seeds of the trials that finished and were
-evaluated; ``test_mse`` is reported beside it and never chooses. Across different ratios
-``val_loss`` is a proxy: each trial scores its own partition's query entries (no ground truth).
+The best configuration has the lowest mean ``val_mse`` — the imputation error of the trial's
+sampler on the validation split (:func:`~incdyn.platform.evaluate.evaluate_diffusion`), the
+criterion by which Table 6's best ratio is chosen — over the seeds of the trials that finished
+and were evaluated; ``test_mse`` is reported beside it and never chooses. ``val_loss`` (the
+training objective on the validation split's observed values) is shown too, but it does not
+compare ratios: each trial scores its own partition's query entries, so a smaller context makes
+a harder task and a larger loss whatever the imputation is worth.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class TrialRecord:
     backbone: str
     seed: int
     val_loss: float | None  # last logged
+    val_mse: float | None  # imputation error on the validation split: what chooses
     test_mse: float | None
     test_mse_unobserved: float | None
 
@@ -46,6 +50,7 @@ class ConfigSummary:
     backbone: str
     n: int
     val_loss: float
+    val_mse: float
     test_mse: float
     test_mse_unobserved: float
 
@@ -91,6 +96,7 @@ def collect_trials(
                 backbone=p["backbone"],
                 seed=int(p["seed"]),
                 val_loss=m.get("val_loss"),
+                val_mse=m.get("val_mse"),
                 test_mse=m.get("test_mse"),
                 test_mse_unobserved=m.get("test_mse_unobserved"),
             )
@@ -112,13 +118,14 @@ class SweepResult:
         return self.configs[0] if self.configs else None
 
     def table(self) -> str:
-        head = "| context_ratio | query_ratio | backbone | n | val_loss | test_mse | test_mse_unobserved |"
-        lines = [head, "|---|---|---|---|---|---|---|"]
+        head = "| context_ratio | query_ratio | backbone | n | val_loss | val_mse | test_mse | test_mse_unobserved |"
+        lines = [head, "|---|---|---|---|---|---|---|---|"]
         for i, c in enumerate(self.configs):
             mark = "**" if i == 0 else ""
             lines.append(
                 f"| {c.context_ratio:g} | {c.query_ratio:g} | {c.backbone} | {c.n} | "
-                f"{mark}{c.val_loss:.4g}{mark} | {c.test_mse:.4g} | {c.test_mse_unobserved:.4g} |"
+                f"{c.val_loss:.4g} | {mark}{c.val_mse:.4g}{mark} | {c.test_mse:.4g} | "
+                f"{c.test_mse_unobserved:.4g} |"
             )
         return "\n".join(lines)
 
@@ -137,8 +144,8 @@ class SweepResult:
             lines.append("no trial finished: no best configuration")
         else:
             lines.append(
-                f"best configuration (lowest mean val_loss over {b.n} trial(s)): {b.label}"
-                f"  val_loss={b.val_loss:.4g}  test_mse={b.test_mse:.4g}"
+                f"best configuration (lowest mean val_mse over {b.n} trial(s)): {b.label}"
+                f"  val_mse={b.val_mse:.4g}  test_mse={b.test_mse:.4g}"
             )
         return "\n".join(lines)
 
@@ -158,6 +165,7 @@ class SweepResult:
             run_id,
             metrics=[
                 Metric("best_val_loss", b.val_loss, stamp, 0),
+                Metric("best_val_mse", b.val_mse, stamp, 0),
                 Metric("best_test_mse", b.test_mse, stamp, 0),
                 Metric("best_test_mse_unobserved", b.test_mse_unobserved, stamp, 0),
             ],
@@ -174,7 +182,7 @@ def summarize(
 ) -> SweepResult:
     groups: dict[tuple, list[TrialRecord]] = {}
     for t in trials:
-        if t.status == "FINISHED" and t.val_loss is not None and t.test_mse is not None:
+        if t.status == "FINISHED" and None not in (t.val_loss, t.val_mse, t.test_mse):
             groups.setdefault((t.context_ratio, t.query_ratio, t.backbone), []).append(t)
     configs = [
         ConfigSummary(
@@ -183,6 +191,7 @@ def summarize(
             backbone=b,
             n=len(ts),
             val_loss=statistics.fmean(t.val_loss for t in ts),
+            val_mse=statistics.fmean(t.val_mse for t in ts),
             test_mse=statistics.fmean(t.test_mse for t in ts),
             test_mse_unobserved=statistics.fmean(
                 t.test_mse_unobserved if t.test_mse_unobserved is not None else math.nan for t in ts
@@ -190,22 +199,23 @@ def summarize(
         )
         for (c, q, b), ts in groups.items()
     ]
-    configs.sort(key=lambda c: c.val_loss)
+    configs.sort(key=lambda c: c.val_mse)
     return SweepResult(experiment, parent_run_id, mode, trials, configs, seconds)
 
 
 def ratio_heatmap(configs: list[ConfigSummary], axes: dict[str, list]) -> Figure:
-    """val_loss and test_mse over the (context ratio × query ratio) grid, one row per backbone.
+    """val_loss, val_mse and test_mse over the (context ratio × query ratio) grid, one row per backbone.
 
     Cells without an evaluated trial are blank; each cell is annotated with its value.
     """
     ctx = sorted(set(axes["context_ratio"]))
     qry = sorted(set(axes["query_ratio"]))
     backbones = list(dict.fromkeys(axes["backbone"]))
-    fig = Figure(figsize=(4.2 * 2 + 1, 3.2 * len(backbones) + 0.6), layout="constrained")
-    grid = fig.subplots(len(backbones), 2, squeeze=False)
+    metrics = ("val_loss", "val_mse", "test_mse")
+    fig = Figure(figsize=(4.2 * len(metrics) + 1, 3.2 * len(backbones) + 0.6), layout="constrained")
+    grid = fig.subplots(len(backbones), len(metrics), squeeze=False)
     for r, backbone in enumerate(backbones):
-        for col, metric in enumerate(("val_loss", "test_mse")):
+        for col, metric in enumerate(metrics):
             values = np.full((len(ctx), len(qry)), np.nan)
             for c in configs:
                 if c.backbone == backbone and c.context_ratio in ctx and c.query_ratio in qry:
@@ -225,5 +235,5 @@ def ratio_heatmap(configs: list[ConfigSummary], axes: dict[str, list]) -> Figure
             ax.set_ylabel("context ratio")
             ax.set_title(f"{metric} ({backbone})")
             fig.colorbar(im, ax=ax, shrink=0.85)
-    fig.suptitle("sweep: mean over seeds of evaluated trials (best chosen on val_loss)")
+    fig.suptitle("sweep: mean over seeds of evaluated trials (best chosen on val_mse)")
     return fig

@@ -153,17 +153,17 @@ def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
         assert (
             t.data.tags["incdyn.method"] == "ours" and t.data.tags["incdyn.setting"] == spec.setting
         )
-        assert {"val_loss", "train_loss", "test_mse", "test_mse_unobserved"} <= set(t.data.metrics)
+        assert {"val_loss", "val_mse", "train_loss", "test_mse"} <= set(t.data.metrics)
         assert t.data.params["method.partition.context_ratio"] == t.data.params["context_ratio"]
         assert t.data.params["ray.cpus_per_worker"] == "0.99"  # 2 trials at a time on 2 CPUs
     assert "best configuration" in printed and result.best is not None
 
 
-def test_best_configuration_is_the_lowest_val_loss_and_is_logged(swept):
+def test_best_configuration_is_the_lowest_val_mse_and_is_logged(swept):
     _, client, result, printed = swept
     trials = _runs(client, "trial")
-    best = min(trials, key=lambda t: t.data.metrics["val_loss"])
-    assert result.best.val_loss == pytest.approx(best.data.metrics["val_loss"])
+    best = min(trials, key=lambda t: t.data.metrics["val_mse"])
+    assert result.best.val_mse == pytest.approx(best.data.metrics["val_mse"])
     assert f"context_ratio={result.best.context_ratio:g}" in printed
     (parent,) = _runs(client, "sweep")
     assert parent.data.params["best.context_ratio"] == best.data.params["context_ratio"]
@@ -174,7 +174,8 @@ def test_best_configuration_is_the_lowest_val_loss_and_is_logged(swept):
     figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
     assert "figures/ratio_heatmap.png" in figures
     art = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/best.json")
-    assert json.loads(art)["val_loss"] == pytest.approx(best.data.metrics["val_loss"])
+    assert json.loads(art)["val_mse"] == pytest.approx(best.data.metrics["val_mse"])
+    assert parent.data.metrics["best_val_mse"] == pytest.approx(best.data.metrics["val_mse"])
 
 
 def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
