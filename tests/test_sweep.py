@@ -153,7 +153,8 @@ def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
         assert (
             t.data.tags["incdyn.method"] == "ours" and t.data.tags["incdyn.setting"] == spec.setting
         )
-        assert {"val_loss", "val_mse", "train_loss", "test_mse"} <= set(t.data.metrics)
+        metrics = {"val_loss", "val_mse", "train_loss", "test_mse", "test_mse_unobserved"}
+        assert metrics <= set(t.data.metrics)
         assert t.data.params["method.partition.context_ratio"] == t.data.params["context_ratio"]
         assert t.data.params["ray.cpus_per_worker"] == "0.99"  # 2 trials at a time on 2 CPUs
     assert "best configuration" in printed and result.best is not None
