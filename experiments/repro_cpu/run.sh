@@ -41,9 +41,8 @@ trap cleanup EXIT
 
 start=$(date +%s)
 echo "repro: logs in $work/lane_a.log and $work/lane_b.log"
-# two lanes of about equal work (each spec's methods and seeds run one after another; measured
-# with seeds 0-2: lane a 53 min, lane b 50.5 min; seeds 3-5: 52 and 49 min; on a slow day the
-# host runs about 30 % slower, and the same specs took 56 and 54.5 min)
+# two lanes of about equal work (each spec's methods and seeds run one after another); lane b,
+# the longer, took 58.4 min with seeds 0-2 and 58.2 with seeds 3-5, lane a about 3 min less
 ( incdyn run "$here/pixel_ns.yaml" "$@" && incdyn run "$here/block_sw.yaml" "$@" \
   && incdyn run "$here/ensemble_sw.yaml" "$@" ) >lane_a.log 2>&1 &
 lane_a=$!
