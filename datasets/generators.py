@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from incdyn.datasets import advection, era5, navier_stokes, navier_stokes_public, shallow_water
+from incdyn.datasets.pde import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.sources import era5, navier_stokes_public
 
 
 @dataclass(frozen=True)

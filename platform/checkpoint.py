@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.registry import build_denoiser
 
 CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")
 

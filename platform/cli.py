@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from incdyn.platform import report_cli, serve_cli, sweep_cli
+from incdyn.platform.report import cli as report_cli
+from incdyn.platform.serve import cli as serve_cli
 from incdyn.platform.spec import SpecError, load_spec
+from incdyn.platform.sweep import cli as sweep_cli
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":
-        from incdyn.platform.experiment import dry_run, run_experiment
+        from incdyn.platform.experiment.run import dry_run, run_experiment
 
         if args.dry_run:
             print(dry_run(spec))
@@ -78,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "audit":
-        from incdyn.platform.audit import run_audit
+        from incdyn.platform.experiment.audit import run_audit
 
         return run_audit(spec, args.out)
     if args.command == "data":
-        from incdyn.platform.experiment import ensure_data
+        from incdyn.platform.experiment.run import ensure_data
         from incdyn.platform.ray_session import init_ray
 
         init_ray(spec.ray.address)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from incdyn.datasets import advection as adv
-from incdyn.datasets.physics_metrics import advection_forward_mse
+from incdyn.datasets.metrics.physics import advection_forward_mse
+from incdyn.datasets.pde import advection as adv
 
 F64 = torch.float64
 

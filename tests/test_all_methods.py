@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.experiment import run_experiment
+from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import load_spec
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "all_methods.yaml"

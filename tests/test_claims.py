@@ -9,10 +9,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform import report_cli
-from incdyn.platform.claims import check_claims, claims_markdown, load_claims
+from incdyn.platform.report import cli as report_cli
+from incdyn.platform.report.claims import check_claims, claims_markdown, load_claims
 from incdyn.platform.spec import DiffusionMethod, load_spec
-from incdyn.platform.trainer import run_name
+from incdyn.platform.train.driver import run_name
 
 REPO = Path(__file__).resolve().parents[1]
 REPRO = REPO / "experiments" / "repro_cpu"

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from incdyn.models.classical import CLASSICAL, impute_batch
-from incdyn.models.inpaint_opencv import inpaint_ns, inpaint_telea
-from incdyn.models.temporal_consistency import temporal_consistency
+from incdyn.models.baselines.classical import CLASSICAL, impute_batch
+from incdyn.models.baselines.inpaint_opencv import inpaint_ns, inpaint_telea
+from incdyn.models.baselines.temporal_consistency import temporal_consistency
 
 
 def smooth_field(

@@ -7,8 +7,8 @@ from torch import nn
 
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.ensemble import ensemble_impute
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.single import ensemble_impute
 from incdyn.models.schedule import VPSchedule
 
 

@@ -13,7 +13,9 @@ import xarray as xr
 import zarr
 
 from incdyn.datasets.build import build_store, split_offset, store_config
-from incdyn.datasets.era5 import (
+from incdyn.datasets.generators import GENERATORS, make_config
+from incdyn.datasets.masks import MaskFamily
+from incdyn.datasets.sources.era5 import (
     CHANNELS,
     DEFAULT_VARIABLES,
     UNITS,
@@ -23,8 +25,6 @@ from incdyn.datasets.era5 import (
     iter_windows,
     n_windows,
 )
-from incdyn.datasets.generators import GENERATORS, make_config
-from incdyn.datasets.masks import MaskFamily
 
 WB2_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
 ARCO_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350)

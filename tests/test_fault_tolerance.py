@@ -8,7 +8,7 @@
 - A checkpoint save interrupted at any point leaves the previous checkpoint whole and loadable.
 
 To hit the middle of the run deterministically, the killer waits until rank 0 has reported a
-given step (``$INCDYN_PROBE_DIR``, platform/probe.py), stops it (SIGSTOP: no further step or
+given step (``$INCDYN_PROBE_DIR``, platform/train/probe.py), stops it (SIGSTOP: no further step or
 checkpoint can happen), reads which checkpoint Ray Train has registered, then kills it.
 """
 
@@ -26,13 +26,13 @@ import ray.train
 import torch
 from mlflow.tracking import MlflowClient
 
-from incdyn.models.registry import build_denoiser
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.platform import checkpoint as ckpt_module
 from incdyn.platform.checkpoint import CHECKPOINT_FILES, load_denoiser, read_meta, save_checkpoint
-from incdyn.platform.experiment import run_experiment
-from incdyn.platform.probe import read_probes
+from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
-from incdyn.platform.trainer import run_name, storage_path
+from incdyn.platform.train.driver import run_name, storage_path
+from incdyn.platform.train.probe import read_probes
 
 STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 16, 2, 4, 8
 

@@ -1,4 +1,4 @@
-"""FNO backbone (models/fno.py): the UNet's interface on every grid, zero start, equivariance."""
+"""FNO backbone (models/backbones/fno.py): the UNet's interface on every grid, zero start, equivariance."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from incdyn.models.backbones.fno import FNO
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.fno import FNO
 from incdyn.models.schedule import VPSchedule
 
 

@@ -19,11 +19,11 @@ from ray.train.torch import TorchTrainer
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
-from incdyn.models.registry import build_denoiser
-from incdyn.platform import train_loop as loop_module
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.platform.checkpoint import load_denoiser, save_checkpoint
 from incdyn.platform.spec import SpecError, parse_spec
-from incdyn.platform.train_loop import train_loop_per_worker
+from incdyn.platform.train import worker as loop_module
+from incdyn.platform.train.worker import train_loop_per_worker
 
 
 def tiny_spec(store: Path, **training) -> dict:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.report import build_report
+from incdyn.platform.report.tables import build_report
 
 EXPERIMENT = "job-test"
 HEAD_START_S = 120

@@ -3,7 +3,7 @@
 ``ray.cluster_utils.Cluster`` starts a head node and a second node (a raylet each, 1 CPU each)
 on this machine; ``ray.num_workers=2, ray.cpus_per_worker=1`` then leaves Ray Train one place
 for a worker on each node. ``$INCDYN_PROBE_DIR`` makes every worker write what it did
-(platform/probe.py): its node, the sample indices it read and a checksum of its parameters.
+(platform/train/probe.py): its node, the sample indices it read and a checksum of its parameters.
 
 Storage for multi-node runs: ``ray.storage_path`` (checkpoints), ``data.store`` and the MLflow
 store must be reachable from every node. On one machine a local tmp dir is shared by both
@@ -21,9 +21,9 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
-from incdyn.platform.experiment import run_experiment
-from incdyn.platform.probe import read_probes
+from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
+from incdyn.platform.train.probe import read_probes
 
 N_TRAIN = 16  # two shards of 8; batch 2 per worker -> one epoch is 4 steps
 

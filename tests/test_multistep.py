@@ -8,9 +8,13 @@ from torch import nn
 
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.ensemble import ensemble_impute
-from incdyn.models.multistep import cross_distribution_ratio, direct_impute, multistep_impute
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.multistep import (
+    cross_distribution_ratio,
+    direct_impute,
+    multistep_impute,
+)
+from incdyn.models.samplers.single import ensemble_impute
 from incdyn.models.schedule import VPSchedule
 
 FAMILY = MaskFamily(p=0.4)

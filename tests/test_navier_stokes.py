@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from incdyn.datasets.navier_stokes import (
+from incdyn.datasets.pde.navier_stokes import (
     CHANNELS,
     PRESETS,
     NavierStokesConfig,

@@ -9,7 +9,7 @@ import xarray as xr
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
-from incdyn.datasets.navier_stokes_public import PublicNavierStokesConfig, generate
+from incdyn.datasets.sources.navier_stokes_public import PublicNavierStokesConfig, generate
 from incdyn.datasets.store import StoreError
 
 

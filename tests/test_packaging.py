@@ -41,7 +41,7 @@ def test_package_list_matches_folders():
 
 
 def test_stdlib_platform_intact_from_repo_root():
-    code = "import platform; platform.system(); import incdyn.platform.cli, incdyn.models.unet, incdyn.datasets.store"
+    code = "import platform; platform.system(); import incdyn.platform.cli, incdyn.models.backbones.unet, incdyn.datasets.store"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 

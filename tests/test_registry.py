@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from incdyn.models.registry import build_denoiser
+from incdyn.models.backbones.registry import build_denoiser
 
 SCHEDULE = {"beta_min": 0.1, "beta_max": 20.0}
 BACKBONES = [

@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform import report_cli
-from incdyn.platform.report import build_report, log_report
+from incdyn.platform.report import cli as report_cli
+from incdyn.platform.report.tables import build_report, log_report
 
 # (setting, method) → test_mse per seed 0, 1, 2 of the latest parent run of each setting
 LATEST = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from incdyn.models.ensemble import ensemble_impute
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.partition import Partition
-from incdyn.models.registry import build_denoiser
-from incdyn.models.request_ensemble import SAMPLERS, SeededRequest, single_step
+from incdyn.models.samplers.request import SAMPLERS, SeededRequest, single_step
+from incdyn.models.samplers.single import ensemble_impute
 
 
 def _denoiser():

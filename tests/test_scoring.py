@@ -7,8 +7,8 @@ import pytest
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
-from incdyn.datasets.metrics import SquaredError
-from incdyn.datasets.scoring import physics_context, score
+from incdyn.datasets.metrics.scoring import physics_context, score
+from incdyn.datasets.metrics.squared_error import SquaredError
 from incdyn.datasets.store import open_split
 
 
@@ -70,7 +70,7 @@ def test_navier_stokes_has_no_extra_metric():
 
 
 def test_era5_latitude_weighted_rmse_matches_weatherbench2_convention():
-    from incdyn.datasets.scoring import latitude_weighted_rmse
+    from incdyn.datasets.metrics.scoring import latitude_weighted_rmse
 
     lat = np.array([-60.0, 0.0, 60.0])
     truth = np.zeros((1, 2, 2, 3, 4))

@@ -15,12 +15,12 @@ import pytest
 import requests
 import torch
 
-from incdyn.models.ensemble import ensemble_impute
-from incdyn.models.registry import build_denoiser
+from incdyn.models.backbones.registry import build_denoiser
+from incdyn.models.samplers.single import ensemble_impute
 from incdyn.platform.checkpoint import load_denoiser, save_checkpoint
-from incdyn.platform.serve_client import ServeError, health, impute
+from incdyn.platform.serve.client import ServeError, health, impute
 from incdyn.platform.spec import ExperimentSpec
-from incdyn.platform.train_loop import partition_for
+from incdyn.platform.train.worker import partition_for
 
 FRAMES, CHANNELS, GRID = 4, ("u", "v"), (8, 8)
 MEAN, STD = [1.0, -2.0], [2.0, 0.5]
@@ -86,7 +86,7 @@ def _free_port() -> int:
 def served(ray_local, tmp_path_factory):
     from ray import serve
 
-    from incdyn.platform.serve_app import ServeConfig, build_app
+    from incdyn.platform.serve.app import ServeConfig, build_app
 
     ckpt = make_checkpoint(tmp_path_factory.mktemp("serve") / "checkpoint")
     port = _free_port()
@@ -120,7 +120,7 @@ def test_health_reports_shape_and_spec(served):
 def test_serve_handle_gives_the_http_answer(served):
     from ray import serve
 
-    from incdyn.platform.serve_client import impute_remote
+    from incdyn.platform.serve.client import impute_remote
 
     url, _ = served
     handle = serve.get_app_handle("incdyn-test")
@@ -223,7 +223,7 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(served, name):
 def test_model_from_mlflow_run(tmp_path):
     import mlflow
 
-    from incdyn.platform.serve_app import resolve_checkpoint
+    from incdyn.platform.serve.app import resolve_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "checkpoint")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

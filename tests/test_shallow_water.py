@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from incdyn.datasets import shallow_water as sw
-from incdyn.datasets.physics_metrics import shallow_water_residual
+from incdyn.datasets.metrics.physics import shallow_water_residual
+from incdyn.datasets.pde import shallow_water as sw
 
 F64 = torch.float64
 

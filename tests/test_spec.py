@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from incdyn.platform.experiment import dry_run
+from incdyn.platform.experiment.run import dry_run
 from incdyn.platform.spec import SpecError, apply_overrides, load_spec, parse_spec
 
 SPECS = sorted(
     p
     for p in (Path(__file__).resolve().parents[1] / "experiments").rglob("*.yaml")
-    if p.name != "claims.yaml"  # a claims file (platform/claims.py), not a spec
+    if p.name != "claims.yaml"  # a claims file (platform/report/claims.py), not a spec
 )
 
 

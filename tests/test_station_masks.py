@@ -113,7 +113,7 @@ def test_single_station_stays_in_the_context():
 
 def test_spec_selects_station_masks_and_partition():
     from incdyn.platform.spec import SpecError, parse_spec
-    from incdyn.platform.train_loop import partition_for
+    from incdyn.platform.train.worker import partition_for
 
     observation = {"kind": "station", "stations": 4, "radius": 2.5}
     method = {"name": "ours", "partition": {"kind": "station", "drop_stations": 2}}

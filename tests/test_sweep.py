@@ -17,11 +17,11 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform import report_cli
-from incdyn.platform.report import build_report
+from incdyn.platform.report import cli as report_cli
+from incdyn.platform.report.tables import build_report
 from incdyn.platform.spec import SpecError, parse_spec
-from incdyn.platform.sweep import run_sweep
-from incdyn.platform.sweep_resources import TRIAL_CPU, plan_resources
+from incdyn.platform.sweep.driver import run_sweep
+from incdyn.platform.sweep.resources import TRIAL_CPU, plan_resources
 
 EXPERIMENT = "sweep-test"
 
@@ -215,7 +215,7 @@ def test_asha_sweep_stops_trials_early_and_finishes(tmp_path):
     client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
     code = (
         "import sys, ray; from incdyn.platform.spec import load_spec; "
-        "from incdyn.platform.sweep import run_sweep; "
+        "from incdyn.platform.sweep.driver import run_sweep; "
         "ray.init(address='local', num_cpus=2, logging_level='ERROR'); "
         f"(r,) = run_sweep(load_spec({str(path)!r}), mode='asha', num_samples=4, grace_period=3, "
         "context_ratios=[0.3, 0.9], query_ratios=[0.3, 0.9], progress=False); "

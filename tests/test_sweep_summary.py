@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from incdyn.platform.sweep_summary import TrialRecord, summarize
+from incdyn.platform.sweep.summary import TrialRecord, summarize
 
 
 def trial(ctx: float, seed: int, val_loss, val_mse, test_mse, status="FINISHED") -> TrialRecord:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform import trainer
 from incdyn.platform.checkpoint import load_denoiser, read_meta
-from incdyn.platform.experiment import run_experiment
+from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
+from incdyn.platform.train import driver as trainer
 
 
 def tiny_spec(tmp: Path, **overrides) -> dict:

@@ -1,4 +1,4 @@
-"""Tests of the magnitude-preserving primitives (models/mp_layers.py) and the UNet (models/unet.py)."""
+"""Tests of the magnitude-preserving primitives (models/backbones/mp_layers.py) and the UNet (models/backbones/unet.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from incdyn.models.mp_layers import (
+from incdyn.models.backbones.mp_layers import (
     MPConv,
     MPFourier,
     WrapPad,
@@ -17,7 +17,7 @@ from incdyn.models.mp_layers import (
     mp_sum,
     normalize,
 )
-from incdyn.models.unet import UNet
+from incdyn.models.backbones.unet import UNet
 
 
 def _randn(*shape: int, seed: int = 0) -> torch.Tensor:

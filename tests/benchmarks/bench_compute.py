@@ -19,8 +19,8 @@ from bench_lib import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.ensemble import ensemble_impute
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.single import ensemble_impute
 
 EFFICIENCY_TARGET = 0.40  # of the GEMM peak, on CPU
 ENSEMBLE_TARGET = 3.0  # one batch vs a loop over masks

@@ -58,7 +58,7 @@ def _epochs(datasets: list[Dataset]) -> int:
 
 def _chunked_epochs(datasets: list[SplitDataset]) -> int:
     """One epoch of each as the training loop reads a split larger than its cache
-    (``platform/train_loop.py`` ``build_training_loader``: the chunk-aware shuffle)."""
+    (``platform/train/worker.py`` ``build_training_loader``: the chunk-aware shuffle)."""
     n = 0
     for epoch, ds in enumerate(datasets):
         sampler = ChunkShuffleSampler(len(ds), ds.chunk, window=ds.cache_chunks, seed=0)

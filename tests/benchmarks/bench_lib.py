@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import Partition
-from incdyn.models.registry import build_denoiser
 from incdyn.platform.spec import BackboneSpec, ScheduleSpec
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +112,7 @@ def make_batch(*, batch: int, channels: int, frames: int, grid: int, p: float = 
 
 
 class TrainStep:
-    """The training step of ``platform/train_loop.py``: loss, zero_grad, backward, clip, Adam."""
+    """The training step of ``platform/train/worker.py``: loss, zero_grad, backward, clip, Adam."""
 
     def __init__(self, model: Denoiser, *, lr: float = 1e-3, clip: float | None = 1.0):
         self.model = model.train()

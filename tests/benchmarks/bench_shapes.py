@@ -27,8 +27,8 @@ from bench_lib import (
     timeit,
 )
 
-from incdyn.models.ensemble import ensemble_impute
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.single import ensemble_impute
 
 # The paper's release on this kind of machine (issue 9; METHOD.md "Cost facts"), batch 8:
 # (frames, grid) -> (training step s, K = 10 ensemble s); None: does not fit in 24 GiB.

@@ -1,6 +1,6 @@
 """Item 1 of issue 9: the training step through Ray Train (1 worker) vs a bare PyTorch loop.
 
-Both run ``platform/train_loop.py``'s step (same store, ``SplitDataset`` + ``DataLoader``,
+Both run ``platform/train/worker.py``'s step (same store, ``SplitDataset`` + ``DataLoader``,
 model, batch, partition, Adam, gradient clipping) for the same number of steps. In the worker,
 ``steps_per_s`` is the loop's own figure, reported every ``WINDOW`` steps (a Train callback
 records every report); a window also pays the previous report (a 1-sample validation and the
@@ -21,12 +21,12 @@ from bench_lib import row
 from torch.utils.data import DataLoader
 
 from incdyn.datasets.torch_dataset import SplitDataset
+from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.objective import data_matching_loss
-from incdyn.models.registry import build_denoiser
-from incdyn.platform.experiment import ensure_data
+from incdyn.platform.experiment.run import ensure_data
 from incdyn.platform.spec import ExperimentSpec, parse_spec
-from incdyn.platform.train_loop import learning_rate, partition_for
-from incdyn.platform.trainer import train_method
+from incdyn.platform.train.driver import train_method
+from incdyn.platform.train.worker import learning_rate, partition_for
 
 RAY_TARGET = 0.95  # Ray Train steps/s over bare steps/s
 WINDOW = 8  # steps per report: one epoch of the 64-sample store at batch 8

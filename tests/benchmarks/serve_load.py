@@ -26,11 +26,11 @@ import numpy as np
 import requests
 import torch
 
-from incdyn.models.ensemble import ensemble_impute
-from incdyn.models.registry import build_denoiser
+from incdyn.models.backbones.registry import build_denoiser
+from incdyn.models.samplers.single import ensemble_impute
 from incdyn.platform.checkpoint import load_denoiser, read_meta, save_checkpoint
-from incdyn.platform.serve_client import impute
-from incdyn.platform.train_loop import partition_for
+from incdyn.platform.serve.client import impute
+from incdyn.platform.train.worker import partition_for
 
 
 def build_checkpoint(directory: Path, *, channels: int, frames: int, width: int) -> Path:
@@ -148,7 +148,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from incdyn.platform.serve_app import ServeConfig, build_app
+    from incdyn.platform.serve.app import ServeConfig, build_app
 
     torch.set_num_threads(1)  # like one replica (1 CPU, 1 torch thread)
     tmp = tempfile.TemporaryDirectory()

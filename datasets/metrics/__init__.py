@@ -1,0 +1,1 @@
+"""Scores: squared error, PDE residuals and their per-source dispatch."""

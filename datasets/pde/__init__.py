@@ -1,0 +1,1 @@
+"""PDE data generators: Navier–Stokes, shallow water, advection."""

@@ -1,0 +1,1 @@
+"""External data sources: ERA5 and the public Navier–Stokes set."""

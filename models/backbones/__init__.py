@@ -1,0 +1,1 @@
+"""Networks D_θ: the EDM2-style UNet, the FNO and their registry."""

@@ -1,0 +1,1 @@
+"""Classical imputation baselines."""

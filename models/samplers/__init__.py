@@ -1,0 +1,1 @@
+"""Samplers: single-step ensemble, multi-step (Alg. 4) and direct inference."""

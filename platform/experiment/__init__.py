@@ -1,0 +1,1 @@
+"""Experiment commands: run, data, audit and evaluation."""

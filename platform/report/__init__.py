@@ -1,0 +1,1 @@
+"""Reports rebuilt from MLflow: tables, claims and figures."""

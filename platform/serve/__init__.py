@@ -1,0 +1,1 @@
+"""Ray Serve imputation: the deployment, its wire format and a client."""

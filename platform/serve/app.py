@@ -1,0 +1,341 @@
+"""Ray Serve deployment of batched single-step ensemble imputation (paper Sec. 3.3).
+
+Each replica (a Ray actor) loads one trained checkpoint. Serve's ``@serve.batch`` gathers
+concurrent requests from all clients; every request draws its own K context masks and noise
+from its own seeded generator, and the K rows of every request in the batch go through the
+network together. A request with a ``seed`` gets the same answer batched or alone.
+
+    POST /impute   JSON {"field": [...]} (null = missing) or {"values": [...], "mask": [...]},
+                   options "k", "sampler", "seed"; or a .npy/.npz body, options in the query
+                   string (/impute?k=8&seed=1); the answer comes back as JSON or .npz alike
+    GET  /healthz  (or /health) readiness, sample shape (T, C, H, W), channels, limits, spec
+
+Start it with ``incdyn serve MODEL`` (platform/serve/cli.py) or ``serve.run(build_app(...))``.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real `Request` class in the
+# route signatures that Serve's ingress rewrites (with string annotations it took `request` for
+# a query parameter).
+import asyncio
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from incdyn.models.samplers.request import SAMPLERS, SeededRequest
+from incdyn.platform.checkpoint import load_denoiser, read_meta
+from incdyn.platform.serve.codec import (
+    RequestError,
+    SampleShape,
+    decode_binary,
+    decode_json,
+    encode_json,
+    encode_npz,
+    is_binary,
+    parse_options,
+    to_sample,
+)
+from incdyn.platform.train.worker import partition_for
+
+logger = logging.getLogger("ray.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Server-side settings of every replica.
+
+    Attributes:
+        max_batch_size: most requests one ``@serve.batch`` call gathers (1 = no batching).
+        batch_wait_s: longest wait for a batch to fill after its first request.
+        max_k: largest ensemble size a request may ask for.
+        max_body_bytes: largest request body (and largest inflated ``.npz``).
+        max_network_batch: most rows (requests × K) per network forward pass.
+        grid: ``(H, W)`` the requests must have; None: the checkpoint's, else any grid.
+        threads: torch threads per replica.
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    max_batch_size: int = 16
+    batch_wait_s: float = 0.01
+    max_k: int = 64
+    max_body_bytes: int = 32 * 2**20
+    max_network_batch: int = 256
+    grid: tuple[int, int] | None = None
+    threads: int = 1
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_k", "max_body_bytes", "max_network_batch", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serve option {name}={getattr(self, name)} must be >= 1")
+        if self.batch_wait_s < 0:
+            raise ValueError(f"serve option batch_wait_s={self.batch_wait_s} must be >= 0")
+
+
+def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
+    """A checkpoint directory, or the ``checkpoint`` artifact of an MLflow run id (downloaded)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        read_meta(path)  # names the directory if it is not a checkpoint
+        return path.resolve()
+    if path.exists() or "/" in model or model.startswith("."):
+        raise FileNotFoundError(f"{model} is not a checkpoint directory")
+    import mlflow
+
+    from incdyn.platform.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=model, artifact_path="checkpoint", tracking_uri=uri
+        )
+    except Exception as exc:
+        raise FileNotFoundError(
+            f"{model!r} is neither a checkpoint directory nor an MLflow run with a 'checkpoint' "
+            f"artifact in {uri} (a method's child run holds it, not the experiment's parent run): "
+            f"{exc}"
+        ) from None
+    return Path(local)
+
+
+api = FastAPI(title="incdyn imputer", docs_url=None, redoc_url=None)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"body of {declared} bytes is over the limit of {limit} bytes", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"body is over the limit of {limit} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@serve.deployment
+@serve.ingress(api)
+class Imputer:
+    """A replica: the denoiser, its partition strategy and normalisation, behind HTTP routes."""
+
+    def __init__(self, model: str, config: ServeConfig, tracking_uri: str | None = None) -> None:
+        torch.set_num_threads(config.threads)
+        self.config = config
+        self.denoiser, self.meta = load_denoiser(
+            resolve_checkpoint(model, tracking_uri), config.device
+        )
+        spec = self.meta["spec"]
+        self.partition = partition_for(self.meta["method"], spec["data"]["observation"])
+        grid = config.grid or self.meta.get("grid")
+        self.shape = SampleShape(
+            frames=int(self.meta["frames"]),
+            channels=tuple(self.meta["channels"]),
+            grid=tuple(int(n) for n in grid) if grid else None,
+        )
+        norm = self.meta["normalization"]
+        self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        self.default_k = min(int(self.meta["method"].get("ensemble", 10)), config.max_k)
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impute")
+        self._batched.set_max_batch_size(config.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(config.batch_wait_s)
+
+    # -- routes -----------------------------------------------------------------------------
+
+    @api.get("/healthz")
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        t, c = self.shape.frames, len(self.shape.channels)
+        h, w = self.shape.grid or (None, None)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "shape": [t, c, h, w],
+                "dims": ["time", "channel", "y", "x"],
+                "channels": list(self.shape.channels),
+                "samplers": list(SAMPLERS),
+                "default_k": self.default_k,
+                "limits": {
+                    "max_k": self.config.max_k,
+                    "max_body_bytes": self.config.max_body_bytes,
+                    "max_batch_size": self.config.max_batch_size,
+                    "batch_wait_s": self.config.batch_wait_s,
+                },
+                "config": asdict(self.config),
+                "step": self.meta.get("step"),
+                "method": self.meta["method"],
+                "normalization": self.meta["normalization"],
+                "spec": self.meta["spec"],
+                "stats": dict(self.stats),
+            }
+        )
+
+    @api.post("/impute")
+    async def http_impute(self, request: Request) -> Response:
+        try:
+            body = await _read_body(request, self.config.max_body_bytes)
+            binary = is_binary(body)
+            if binary:
+                arrays, options = decode_binary(body, self.config.max_body_bytes), {}
+            else:
+                arrays, options = decode_json(body)
+            result = await self._impute(arrays, {**request.query_params, **options})
+        except RequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except Exception as exc:
+            logger.exception("imputation failed")
+            return JSONResponse({"error": f"internal error: {exc!r}"}, status_code=500)
+        if binary:
+            return Response(encode_npz(result), media_type="application/octet-stream")
+        return Response(encode_json(result), media_type="application/json")
+
+    # -- in-cluster callers (DeploymentHandle) ----------------------------------------------
+
+    async def impute(
+        self,
+        field_or_values: np.ndarray,
+        mask: np.ndarray | None = None,
+        *,
+        k: int | None = None,
+        sampler: str = "single",
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """``handle.impute.remote(field)`` → ``{"imputed", "spread", "k", "seed", "sampler"}``."""
+        arrays = (
+            {"field": field_or_values}
+            if mask is None
+            else {"values": field_or_values, "mask": mask}
+        )
+        return await self._impute(arrays, {"k": k, "sampler": sampler, "seed": seed})
+
+    # -- the work ---------------------------------------------------------------------------
+
+    async def _impute(self, arrays: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+        opts = parse_options(
+            raw, samplers=tuple(SAMPLERS), default_k=self.default_k, max_k=self.config.max_k
+        )
+        values, mask = to_sample(arrays, self.shape)
+        seed = opts.seed if opts.seed is not None else secrets.randbits(63)
+        item = self._prepare(values, mask, opts.k, seed)
+        ok, out = await self._batched((opts.sampler, item))
+        if not ok:
+            raise out
+        imputed, spread = self._to_physical(values, mask, *out)
+        return {
+            "imputed": imputed,
+            "spread": spread,
+            "k": opts.k,
+            "seed": seed,
+            "sampler": opts.sampler,
+        }
+
+    def _prepare(self, values: np.ndarray, mask: np.ndarray, k: int, seed: int) -> SeededRequest:
+        x = (values.astype(np.float32) - self.mean) / self.std  # (T, C, H, W)
+        observed = mask[:, None]
+        if not np.isfinite(x[np.broadcast_to(observed, x.shape)]).all():
+            raise RequestError("observed values overflow float32 after normalisation")
+        x = np.where(observed, x, np.float32(0.0)).transpose(1, 0, 2, 3)
+        device = self.config.device
+        return SeededRequest(
+            x=torch.from_numpy(np.ascontiguousarray(x)).to(device),
+            mask=torch.from_numpy(mask).to(device),
+            k=k,
+            seed=seed,
+        )
+
+    def _to_physical(
+        self, values: np.ndarray, mask: np.ndarray, imputed: torch.Tensor, spread: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model units ``(C, T, H, W)`` → physical ``(T, C, H, W)``; observed points are the
+        request's own values, bit for bit (dtype float32 or wider, as sent)."""
+        dtype = np.promote_types(values.dtype, np.float32)
+        phys = imputed.cpu().numpy().transpose(1, 0, 2, 3) * self.std + self.mean
+        observed = np.broadcast_to(mask[:, None], values.shape)
+        out = np.where(observed, values.astype(dtype), phys.astype(dtype))
+        spread_phys = np.where(
+            observed, np.float32(0.0), spread.cpu().numpy().transpose(1, 0, 2, 3) * self.std
+        )
+        return out, spread_phys.astype(np.float32)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)  # reset from ServeConfig
+    async def _batched(self, jobs: list[tuple[str, SeededRequest]]) -> list[tuple[bool, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run_jobs, jobs)
+
+    def _run_jobs(self, jobs: list[tuple[str, SeededRequest]]) -> list[tuple[bool, Any]]:
+        """One sampler call per sampler named in the batch; a failure fails only its group."""
+        results: list[tuple[bool, Any]] = [(False, None)] * len(jobs)
+        for name in dict.fromkeys(name for name, _ in jobs):
+            idx = [i for i, (n, _) in enumerate(jobs) if n == name]
+            try:
+                outs = SAMPLERS[name](
+                    self.denoiser,
+                    self.partition,
+                    [jobs[i][1] for i in idx],
+                    max_batch=self.config.max_network_batch,
+                )
+                for i, o in zip(idx, outs, strict=True):
+                    results[i] = (True, o)
+            except Exception as exc:
+                logger.exception("sampler %r failed on a batch of %d", name, len(idx))
+                for i in idx:
+                    results[i] = (False, exc)
+        self.stats["requests"] += len(jobs)
+        self.stats["batches"] += 1
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        return results
+
+
+def build_app(
+    model: str,
+    *,
+    config: ServeConfig | None = None,
+    tracking_uri: str | None = None,
+    replicas: int = 1,
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
+    cpus_per_replica: float = 1.0,
+    gpus_per_replica: float = 0.0,
+):
+    """The Serve application: fixed ``replicas``, or autoscaling between min and max replicas.
+
+    A checkpoint directory is made absolute and the tracking URI resolved here, in the driver,
+    since replicas run with another working directory.
+    """
+    from incdyn.platform.tracking import resolve_tracking_uri
+
+    config = config or ServeConfig()
+    if gpus_per_replica > 0 and config.device == "cpu":
+        config = ServeConfig(**{**asdict(config), "device": "cuda"})
+    path = Path(model).expanduser()
+    model = str(path.resolve()) if path.is_dir() else model
+    options: dict[str, Any] = {
+        "max_ongoing_requests": max(2 * config.max_batch_size, 32),
+        "ray_actor_options": {"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica},
+    }
+    if min_replicas is not None or max_replicas is not None:
+        lo = 1 if min_replicas is None else min_replicas
+        hi = max(lo, replicas) if max_replicas is None else max_replicas
+        if not 0 <= lo <= hi or hi < 1:
+            raise ValueError(f"need 0 <= min_replicas <= max_replicas >= 1, got {lo}, {hi}")
+        options["autoscaling_config"] = {
+            "min_replicas": lo,
+            "initial_replicas": max(lo, 1),
+            "max_replicas": hi,
+            "target_ongoing_requests": config.max_batch_size,
+        }
+    else:
+        if replicas < 1:
+            raise ValueError(f"replicas={replicas} must be >= 1")
+        options["num_replicas"] = replicas
+    return Imputer.options(**options).bind(model, config, resolve_tracking_uri(tracking_uri))

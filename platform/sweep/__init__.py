@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over context/query ratios and backbones."""

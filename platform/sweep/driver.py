@@ -1,0 +1,251 @@
+"""Ray Tune sweeps over the context ratio, query ratio and backbone (Table 6 ablation; search).
+
+    incdyn sweep SPEC --context-ratios 0.5,0.7,0.9 --query-ratios 0.5,0.7,0.9   # grid (Table 6)
+    incdyn sweep SPEC --mode asha --num-samples 16 --context-ratios 0.3,0.5,0.7,0.9
+
+The swept method is the spec's first diffusion method (or ``--method NAME``): its ensemble,
+sampler and partition kind are every trial's, its ratios and backbone the default of each axis.
+Each trial (:mod:`~incdyn.platform.sweep.trial`) trains through Ray Train, imputes the test split
+and is an MLflow child run (``incdyn.role=trial``) of one sweep parent run per data setting.
+The best configuration has the lowest mean ``val_mse`` (imputation error on the validation split)
+over seeds among the evaluated trials: the test split never chooses. ASHA stops trials on
+``val_loss``, the only validation figure logged while a trial trains.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from typing import Any, Literal
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from incdyn.platform.experiment.audit import check_exposure
+from incdyn.platform.experiment.run import ensure_data
+from incdyn.platform.ray_session import init_ray
+from incdyn.platform.spec import ExperimentSpec, dump_spec
+from incdyn.platform.sweep.resources import (
+    TRIAL_CPU,
+    TrialResources,
+    cluster_resources,
+    plan_resources,
+)
+from incdyn.platform.sweep.summary import SweepResult, collect_trials, summarize
+from incdyn.platform.sweep.trial import (
+    NOT_PARAMS,
+    resolved_dict,
+    run_trial,
+    swept_method,
+    trial_spec,
+)
+from incdyn.platform.tracking import flatten, log_params, resolve_tracking_uri
+from incdyn.platform.train.driver import storage_path
+
+
+def _search(
+    spec: ExperimentSpec,
+    mode: str,
+    axes: dict[str, list],
+    seeds: list[int],
+    grace_period: int | None,
+    reduction_factor: float,
+) -> tuple[dict[str, Any], ASHAScheduler | None]:
+    """Tune's param space and scheduler: the full grid, or draws stopped early by ASHA."""
+    if mode == "grid":
+        return {k: tune.grid_search(v) for k, v in axes.items()} | {
+            "seed": tune.grid_search(seeds)
+        }, None
+    steps = spec.training.steps
+    scheduler = ASHAScheduler(
+        time_attr="step",  # optimiser steps: rungs at grace × rf^k steps
+        metric="val_loss",
+        mode="min",
+        max_t=steps,
+        grace_period=grace_period or max(1, steps // 4),
+        reduction_factor=reduction_factor,
+        stop_last_trials=False,  # reaching max_t must not stop a trial: it still imputes the test split
+    )
+    return {k: tune.choice(v) for k, v in axes.items()} | {"seed": spec.seed}, scheduler
+
+
+def run_sweep(
+    spec: ExperimentSpec,
+    *,
+    mode: Literal["grid", "asha"] = "grid",
+    method: str | None = None,
+    context_ratios: list[float] | None = None,
+    query_ratios: list[float] | None = None,
+    backbones: list[str] | None = None,
+    num_samples: int = 1,
+    max_concurrent: int | None = None,
+    grace_period: int | None = None,
+    reduction_factor: float = 2.0,
+    progress: bool = True,
+) -> list[SweepResult]:
+    """Sweep one diffusion method of ``spec`` with Ray Tune; one result per data setting.
+
+    grid: every (context ratio, query ratio, backbone, seed of ``spec.run_seeds``). asha:
+    ``num_samples`` trials, each axis drawn from its list (seeded by ``spec.seed``), seed
+    ``spec.seed``, stopped early by ASHA on ``val_loss`` (min) at optimiser-step rungs
+    ``grace_period × reduction_factor^k`` (default grace: a quarter of the steps).
+    Axes left ``None`` hold the method's own ratio or backbone. Every trial's spec is validated
+    and passes the exposure audit before Ray starts.
+    """
+    if mode not in ("grid", "asha"):
+        raise ValueError(f"mode must be 'grid' or 'asha', got {mode!r}")
+    if mode == "grid" and num_samples != 1:
+        raise ValueError(
+            "grid mode runs every combination once per seed of spec.seeds; num_samples is for asha"
+        )
+    template = swept_method(spec, method)
+    axes = {
+        "context_ratio": list(context_ratios or [template.partition.context_ratio]),
+        "query_ratio": list(query_ratios or [template.partition.query_ratio]),
+        "backbone": list(backbones or [spec.backbone_of(template).name]),
+    }
+    variants = spec.variants()
+    for variant in variants:  # bad values and zero-exposure partitions fail before Ray starts
+        for c, q, b in itertools.product(*axes.values()):
+            trial, _ = trial_spec(
+                variant, method=method, context_ratio=c, query_ratio=q, backbone=b, seed=spec.seed
+            )
+            if b == axes["backbone"][0]:  # the audit does not depend on the backbone
+                check_exposure(trial)
+    seeds = spec.run_seeds if mode == "grid" else [spec.seed]
+    n_trials = (
+        math.prod(len(v) for v in axes.values()) * len(seeds) if mode == "grid" else num_samples
+    )
+
+    tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.set_experiment(spec.experiment_name)
+    init_ray(spec.ray.address)
+    cpus, gpus, node_cpus = cluster_resources()
+    plan = plan_resources(
+        num_workers=spec.ray.num_workers,
+        use_gpu=spec.ray.use_gpu,
+        cpus_per_worker=spec.ray.cpus_per_worker,
+        n_trials=n_trials,
+        cluster_cpus=cpus,
+        cluster_gpus=gpus,
+        node_cpus=node_cpus,
+        max_concurrent=max_concurrent,
+    )
+    return [
+        _sweep_setting(
+            variant,
+            mode=mode,
+            method=method,
+            axes=axes,
+            seeds=seeds,
+            num_samples=num_samples,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+            n_trials=n_trials,
+            plan=plan,
+            tracking_uri=tracking_uri,
+            experiment_id=experiment.experiment_id,
+            progress=progress,
+        )
+        for variant in variants
+    ]
+
+
+def _sweep_setting(
+    spec: ExperimentSpec,
+    *,
+    mode: str,
+    method: str | None,
+    axes: dict[str, list],
+    seeds: list[int],
+    num_samples: int,
+    grace_period: int | None,
+    reduction_factor: float,
+    n_trials: int,
+    plan: TrialResources,
+    tracking_uri: str,
+    experiment_id: str,
+    progress: bool,
+) -> SweepResult:
+    """One data setting: its store, a sweep parent run, the Tune run, the summary."""
+    t0 = time.perf_counter()
+    store_url = ensure_data(spec, progress=progress)
+    template = swept_method(spec, method)
+    space, scheduler = _search(spec, mode, axes, seeds, grace_period, reduction_factor)
+    client = MlflowClient(tracking_uri)
+    with mlflow.start_run(run_name=f"{spec.name} ({spec.setting}) sweep-{mode}") as parent:
+        parent_id = parent.info.run_id
+        mlflow.set_tags(
+            {
+                "incdyn.role": "sweep",
+                "incdyn.spec_name": spec.name,
+                "incdyn.setting": spec.setting,
+                "incdyn.method": template.name,
+                "incdyn.sweep_mode": mode,
+            }
+        )
+        log_params(
+            {
+                **flatten({k: v for k, v in spec.to_dict().items() if k not in NOT_PARAMS}),
+                "seeds": str(spec.run_seeds),
+                "sweep.mode": mode,
+                "sweep.method": template.name,
+                "sweep.num_samples": str(num_samples),
+                "sweep.max_concurrent_trials": str(plan.concurrent),
+                "sweep.cpus_per_worker": str(plan.cpus_per_worker),
+                **{f"sweep.{k}": str(v) for k, v in axes.items()},
+            }
+        )
+        mlflow.log_text(dump_spec(spec), "spec.yaml")
+        name = f"{spec.name}-sweep-{parent_id[:8]}"
+        trainable = tune.with_parameters(
+            run_trial,
+            spec_dict=resolved_dict(spec),
+            method=method,
+            store_url=store_url,
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+            parent_id=parent_id,
+            cpus_per_worker=plan.cpus_per_worker,
+            train_root=f"{storage_path(spec)}/{name}",  # per sweep: never resumes another's run
+        )
+        print(
+            f"sweep {spec.name} ({spec.setting}, {mode}): {n_trials} trials, {plan.concurrent} at "
+            f"a time, {spec.ray.num_workers} worker(s) × {plan.cpus_per_worker} CPU each; "
+            f"MLflow run {parent_id}",
+            flush=True,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": TRIAL_CPU}),
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                num_samples=num_samples,
+                # the concurrency limit lives here: Tune ignores max_concurrent_trials when a
+                # search_alg is given; random_state: the same draws for the same spec seed
+                search_alg=BasicVariantGenerator(
+                    max_concurrent=plan.concurrent, random_state=spec.seed
+                ),
+                scheduler=scheduler,
+            ),
+            run_config=tune.RunConfig(
+                name=name, storage_path=storage_path(spec), verbose=1 if progress else 0
+            ),
+        )
+        grid = tuner.fit()
+        errors = {r.path: str(r.error) for r in grid if r.error}  # trial path → error
+        trials = collect_trials(client, experiment_id, parent_id, errors)
+        result = summarize(
+            trials,
+            mode=mode,
+            parent_run_id=parent_id,
+            experiment=spec.experiment_name,
+            seconds=time.perf_counter() - t0,
+        )
+        result.log(client, parent_id, axes)
+    print(result.describe(), flush=True)
+    return result

@@ -1,0 +1,193 @@
+"""One Tune trial of a sweep: an MLflow child run, a Ray Train fit, a test-split score.
+
+The trial is a Tune *function* (``Tuner(trainer)`` refuses a Train V2 trainer): it builds the
+``TorchTrainer`` through :func:`train_method` with ``TuneReportCallback`` forwarding each
+Train report (``val_loss``, ``step``) to Tune, then imputes the test split in a Ray task.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+import torch
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from incdyn.platform.experiment.evaluate import Evaluation, diffusion_options, evaluate_diffusion
+from incdyn.platform.report.figures import imputation_figure
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
+from incdyn.platform.tracking import flatten
+from incdyn.platform.train.driver import train_method
+
+NOT_PARAMS = ("methods", "seeds", "seed", "profiles", "settings")  # as `incdyn run` logs them
+
+
+def resolved_dict(spec: ExperimentSpec) -> dict:
+    """``spec`` as a mapping that parses back to itself: its profile is applied already, and
+    ``parse_spec`` would apply it again over any later change (e.g. the trial's CPUs)."""
+    return {**spec.to_dict(), "profile": None, "profiles": {}}
+
+
+def swept_method(spec: ExperimentSpec, name: str | None = None) -> DiffusionMethod:
+    """The template of every trial: the diffusion method ``name``, else the first one."""
+    diffusion = [m for m in spec.methods if isinstance(m, DiffusionMethod)]
+    if name is not None:
+        diffusion = [m for m in diffusion if m.name == name]
+    if not diffusion:
+        names = [m.name for m in spec.methods if isinstance(m, DiffusionMethod)]
+        wanted = f"diffusion method {name!r}" if name else "a diffusion method"
+        raise ValueError(f"spec {spec.name!r} has no {wanted} to sweep; diffusion methods: {names}")
+    return diffusion[0]
+
+
+def trial_spec(
+    spec: ExperimentSpec,
+    *,
+    method: str | None,
+    context_ratio: float,
+    query_ratio: float,
+    backbone: str,
+    seed: int,
+    **ray_fields: Any,
+) -> tuple[ExperimentSpec, DiffusionMethod]:
+    """The resolved spec of one trial: only the swept method, with these ratios, backbone, seed.
+
+    ``spec`` has one data setting (a variant). The backbone name replaces the method's own
+    backbone if it has one, else the experiment's; its other fields carry over.
+    """
+    d = resolved_dict(spec)
+    m = swept_method(spec, method).model_dump(mode="json")
+    m["partition"].update(context_ratio=context_ratio, query_ratio=query_ratio)
+    (m["backbone"] or d["backbone"])["name"] = backbone
+    d.update(methods=[m], seed=seed, seeds=[])
+    d["ray"].update(ray_fields)
+    source = f"{spec.name} trial (context_ratio={context_ratio}, query_ratio={query_ratio}, backbone={backbone})"
+    resolved = parse_spec(d, source)
+    return resolved, resolved.methods[0]
+
+
+def variant_label(config: dict[str, Any]) -> str:
+    return f"ctx={config['context_ratio']:g} qry={config['query_ratio']:g} {config['backbone']}"
+
+
+def _open_run(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    config: dict[str, Any],
+) -> str:
+    """The trial's MLflow child run: ``incdyn run``'s tags, role ``trial``; the resolved spec."""
+    variant = variant_label(config)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{method.name}/{spec.setting}/{variant}/seed{spec.seed}".replace(" ", "/"),
+        tags={
+            "incdyn.role": "trial",
+            "incdyn.method": method.name,
+            "incdyn.kind": method.kind,
+            "incdyn.setting": spec.setting,
+            "incdyn.seed": str(spec.seed),
+            "incdyn.variant": variant,
+            "incdyn.tune_trial": tune.get_context().get_trial_id(),
+            "mlflow.parentRunId": parent_id,
+        },
+    )
+    d = spec.to_dict()
+    params = flatten({k: v for k, v in d.items() if k not in NOT_PARAMS})
+    params.update({f"method.{k}": v for k, v in flatten(d["methods"][0]).items()})
+    params.update({k: str(v) for k, v in config.items()})  # context_ratio, query_ratio, ...
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[i : i + 100])
+    return run.info.run_id
+
+
+def _evaluate(checkpoint: ray.train.Checkpoint, threads: int, **kwargs: Any) -> Evaluation:
+    """Test-split imputation, as a Ray task holding what the Train workers released."""
+    torch.set_num_threads(threads)
+    with checkpoint.as_directory() as d:
+        return evaluate_diffusion(d, **kwargs)
+
+
+def run_trial(
+    config: dict[str, Any],
+    *,
+    spec_dict: dict,
+    method: str | None,
+    store_url: str,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_id: str,
+    cpus_per_worker: float,
+    train_root: str,
+) -> None:
+    """The Tune function of one trial (``config``: context_ratio, query_ratio, backbone, seed).
+
+    Nothing here ends the MLflow run on an exception: a trial stopped by ASHA may die by one too,
+    or be killed outright. The driver ends runs left RUNNING from Tune's verdict
+    (:func:`~incdyn.platform.sweep.summary.collect_trials`).
+    """
+    t0 = time.perf_counter()
+    trial_id = tune.get_context().get_trial_id()
+    spec, m = trial_spec(
+        parse_spec(spec_dict),
+        method=method,
+        **config,
+        cpus_per_worker=cpus_per_worker,
+        storage_path=f"{train_root}/{trial_id}",  # own folder: equal configs never share a run
+    )
+    client = MlflowClient(tracking_uri)
+    run_id = _open_run(client, experiment_id, parent_id, spec, m, config)
+
+    # 1. Train through Ray Train; TuneReportCallback forwards each report (val_loss) to Tune.
+    result = train_method(
+        spec,
+        m,
+        store_url=store_url,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        callbacks=[TuneReportCallback()],
+    )
+    if result.checkpoint is None:
+        raise RuntimeError(f"trial {config}: training left no checkpoint ({result.error})")
+
+    # 2. Impute the test split in a task with the workers' resources, outside the trial's
+    #    0.01-CPU placement group (which it would not fit).
+    ev_spec = spec.evaluation
+    task = ray.remote(_evaluate).options(
+        num_cpus=cpus_per_worker,
+        num_gpus=1 if spec.ray.use_gpu else 0,
+        scheduling_strategy="DEFAULT",
+    )
+    ev: Evaluation = ray.get(
+        task.remote(
+            result.checkpoint,
+            max(1, int(cpus_per_worker)),
+            store_url=store_url,
+            **diffusion_options(spec, m),
+        )
+    )
+
+    # 3. Record checkpoint, test metrics, figure; the run is FINISHED only once evaluated.
+    with result.checkpoint.as_directory() as ckpt:
+        client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+    stamp = int(time.time() * 1000)
+    values = {**ev.metrics, "seconds": time.perf_counter() - t0}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
+    if ev_spec.figure:
+        title = f"{spec.name}: {m.name} {variant_label(config)} ({spec.setting}, seed {spec.seed})"
+        fig = imputation_figure(ev.example_truth, ev.example_mask, ev.example_imputed, title=title)
+        client.log_figure(run_id, fig, "figures/test_sample0.png")
+    client.set_terminated(run_id, "FINISHED")
+
+    # 4. Last Tune result: Tune repeats it when the function returns, and ASHA wants val_loss in it.
+    val_loss = (result.metrics or {}).get("val_loss")
+    if val_loss is None:
+        val_loss = client.get_run(run_id).data.metrics.get("val_loss")
+    tune.report({"step": spec.training.steps, "val_loss": val_loss, **ev.metrics})

@@ -1,0 +1,1 @@
+"""Training: the Ray Train driver and the loop each worker runs."""
