@@ -1,4 +1,4 @@
-"""MLflow tracking: where the store is, and how specs become params.
+"""MLflow tracking: where the store is, how specs become params, and the record of every run.
 
 Local default: ``sqlite:///<cwd>/mlflow.db`` (MLflow ≥ 3.7's own default, made absolute so that
 Ray workers with another working directory reach the same file); ``$MLFLOW_TRACKING_URI`` or
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.entities import Metric
+import yaml
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
 MAX_PARAM_LENGTH = 500
 
@@ -48,12 +51,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_params(params: dict[str, str]) -> None:
-    items = list(params.items())
-    for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i : i + 100]))
-
-
 class RunLogger:
     """Logs metrics to one MLflow run from any process (e.g. a Ray Train worker)."""
 
@@ -68,3 +65,139 @@ class RunLogger:
 
     def tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
+
+
+# -- the run record: tags, parent and child runs, evaluation logging ------------------------
+# Every incdyn run carries these tags; reports, sweep summaries and the UI read them.
+TAG_ROLE = "incdyn.role"  # one of the ROLE_* values
+TAG_SPEC = "incdyn.spec_name"
+TAG_SETTING = "incdyn.setting"  # the data setting, e.g. "navier_stokes pixel 20%"
+TAG_METHOD = "incdyn.method"
+TAG_KIND = "incdyn.kind"  # diffusion or the baseline's kind
+TAG_SEED = "incdyn.seed"
+TAG_VARIANT = "incdyn.variant"  # a sweep trial's configuration label
+TAG_TUNE_TRIAL = "incdyn.tune_trial"
+TAG_SWEEP_MODE = "incdyn.sweep_mode"
+TAG_BEST = "incdyn.best"  # on a sweep's parent: the best configuration's label
+TAG_STOPPED = "incdyn.stopped"
+TAG_ERROR = "incdyn.error"
+TAG_TRAIN_RUN = "ray_train_run"  # the Ray Train run a diffusion method trained in
+TAG_RESUMED = "resumed_from_step"
+TAG_PARENT = "mlflow.parentRunId"
+
+ROLE_EXPERIMENT = "experiment"
+ROLE_SWEEP = "sweep"
+ROLE_METHOD = "method"
+ROLE_TRIAL = "trial"
+PARENT_ROLES = (ROLE_EXPERIMENT, ROLE_SWEEP)
+CHILD_ROLES = (ROLE_METHOD, ROLE_TRIAL)
+
+# Spec sections that are not run-wide params: a child run logs its own method and seed.
+NOT_PARAMS = ("methods", "seeds", "seed", "profiles", "settings")
+FIGURE_PATH = "figures/test_sample0.png"
+
+
+def spec_params(spec: Any) -> dict[str, str]:
+    """The run-wide params of a resolved spec (``training.steps``, ``data.observation.p``, ...)."""
+    return flatten({k: v for k, v in spec.to_dict().items() if k not in NOT_PARAMS})
+
+
+def log_params_to(client: MlflowClient, run_id: str, params: dict[str, str]) -> None:
+    items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def start_parent(
+    client: MlflowClient,
+    experiment_id: str,
+    spec: Any,
+    *,
+    role: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> str:
+    """Open the parent run of an experiment or a sweep over one data setting; returns its id.
+
+    It holds the run-wide params, the seeds and the resolved spec (``spec.yaml``).
+    """
+    if role not in PARENT_ROLES:
+        raise ValueError(f"parent role {role!r} is not one of {PARENT_ROLES}")
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags=resolve_tags(
+            {TAG_ROLE: role, TAG_SPEC: spec.name, TAG_SETTING: spec.setting, **(tags or {})}
+        ),
+    )
+    run_id = run.info.run_id
+    log_params_to(
+        client, run_id, {**spec_params(spec), "seeds": str(spec.run_seeds), **(params or {})}
+    )
+    client.log_text(run_id, yaml.safe_dump(spec.to_dict(), sort_keys=False), "spec.yaml")
+    return run_id
+
+
+def start_child(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    spec: Any,
+    method: Any,
+    *,
+    role: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> str:
+    """Open a method's (or a sweep trial's) child run; returns its id.
+
+    Tags: role, method, kind, setting, seed and the parent; params: the run-wide params, the seed
+    and the method's own fields (``method.partition.context_ratio``, ...).
+    """
+    if role not in CHILD_ROLES:
+        raise ValueError(f"child role {role!r} is not one of {CHILD_ROLES}")
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name,
+        tags=resolve_tags(
+            {
+                TAG_ROLE: role,
+                TAG_METHOD: method.name,
+                TAG_KIND: method.kind,
+                TAG_SETTING: spec.setting,
+                TAG_SEED: str(spec.seed),
+                TAG_PARENT: parent_id,
+                **(tags or {}),
+            }
+        ),
+    )
+    method_params = {f"method.{k}": v for k, v in flatten(method.model_dump(mode="json")).items()}
+    log_params_to(
+        client,
+        run.info.run_id,
+        {**spec_params(spec), "seed": str(spec.seed), **method_params, **(params or {})},
+    )
+    return run.info.run_id
+
+
+def log_evaluation(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], *, figure: Any = None
+) -> None:
+    """Final metrics of a method's run (step 0) and its truth/observed/imputed/error figure."""
+    stamp = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+    if figure is not None:
+        client.log_figure(run_id, figure, FIGURE_PATH)
+
+
+@contextmanager
+def run_scope(client: MlflowClient, run_id: str) -> Iterator[str]:
+    """Mark ``run_id`` FINISHED when the block ends, FAILED when it raises."""
+    try:
+        yield run_id
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")

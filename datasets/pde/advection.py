@@ -20,13 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.simulation import Simulation, is_number
 
 CHANNELS = ("c",)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -67,15 +63,15 @@ class AdvectionConfig:
         if self.frames < 1:
             raise bad("frames", "expected an integer ≥ 1")
         for name in ("frame_interval", "domain"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
+            if not (is_number(getattr(self, name)) and getattr(self, name) > 0):
                 raise bad(name, "expected a finite number > 0")
         rng = self.speed_range
-        ok = isinstance(rng, tuple) and len(rng) == 2 and all(_is_number(v) for v in rng)
+        ok = isinstance(rng, tuple) and len(rng) == 2 and all(is_number(v) for v in rng)
         if not ok or not 0 <= rng[0] <= rng[1]:
             raise bad("speed_range", "expected a pair (lo, hi) with 0 ≤ lo ≤ hi")
         if not 1 <= self.max_wavenumber < self.grid / 2:
             raise bad("max_wavenumber", f"expected 1 ≤ max_wavenumber < grid/2 = {self.grid / 2}")
-        if not (_is_number(self.spectral_decay) and self.spectral_decay >= 0):
+        if not (is_number(self.spectral_decay) and self.spectral_decay >= 0):
             raise bad("spectral_decay", "expected a finite number ≥ 0")
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.simulation import Simulation, is_number
 
 CHANNELS = ("vorticity",)
 # solve() refuses a CFL number max(|u| + |v|)·dt/dx above this. RK4 is linearly stable for
@@ -35,14 +35,6 @@ CHANNELS = ("vorticity",)
 MAX_CFL = 1.0
 CPU_CHUNK = 64  # samples generate() solves together on a CPU: small batches stay in cache
 DEVICE_CHUNK = 1024  # the same on an accelerator
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def _is_int(value: object) -> bool:
@@ -94,23 +86,23 @@ class NavierStokesConfig:
             raise bad("grid", "expected an even integer ≥ 8")
         if not (_is_int(self.frames) and self.frames >= 1):
             raise bad("frames", "expected an integer ≥ 1")
-        if not (_is_number(self.viscosity) and self.viscosity >= 0):
+        if not (is_number(self.viscosity) and self.viscosity >= 0):
             raise bad("viscosity", "expected a finite number ≥ 0 (m²/s)")
-        if not (_is_number(self.dt) and self.dt > 0):
+        if not (is_number(self.dt) and self.dt > 0):
             raise bad("dt", "expected a finite number > 0 (s)")
-        if not (_is_number(self.frame_interval) and self.frame_interval > 0):
+        if not (is_number(self.frame_interval) and self.frame_interval > 0):
             raise bad("frame_interval", "expected a finite number > 0 (s)")
         if not _steps(self.frame_interval, self.dt):
             raise bad("frame_interval", f"expected a whole multiple of dt={self.dt!r}")
-        if not (_is_number(self.spinup) and self.spinup >= 0):
+        if not (is_number(self.spinup) and self.spinup >= 0):
             raise bad("spinup", "expected a finite number ≥ 0 (s)")
         if _steps(self.spinup, self.dt) is None:
             raise bad("spinup", f"expected a whole multiple of dt={self.dt!r} (0 allowed)")
-        if not (_is_number(self.peak_wavenumber) and 0 < self.peak_wavenumber < self.grid / 3):
+        if not (is_number(self.peak_wavenumber) and 0 < self.peak_wavenumber < self.grid / 3):
             raise bad("peak_wavenumber", f"expected 0 < k0 < grid/3 = {self.grid / 3:.4g}")
-        if not (_is_number(self.initial_rms) and self.initial_rms > 0):
+        if not (is_number(self.initial_rms) and self.initial_rms > 0):
             raise bad("initial_rms", "expected a finite number > 0 (1/s)")
-        if not (_is_number(self.domain) and self.domain > 0):
+        if not (is_number(self.domain) and self.domain > 0):
             raise bad("domain", "expected a finite number > 0 (m)")
 
     @property

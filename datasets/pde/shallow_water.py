@@ -34,17 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.simulation import Simulation, is_number
 
 CHANNELS = ("u", "v", "h")
 MAX_COURANT = 1.0  # dt·c·√(1/dx²+1/dy²) limit for gravity waves (RK4 on this grid: ≈ 1.41)
 IC_VELOCITIES = ("rest", "geostrophic")
 UNITS = dict(u="m/s", v="m/s", h="m", f="1/s", g="m/s^2", H="m", time="s", x="m", y="m")
 _CHUNK = 128  # samples integrated together in generate(); bounds the float64 working memory
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _steps(duration: float, dt: float) -> int | None:
@@ -100,7 +96,7 @@ class ShallowWaterConfig:
         def check_range(name: str, low: float, strict: bool) -> None:
             rng = getattr(self, name)
             sign = ">" if strict else "≥"
-            ok = isinstance(rng, tuple) and len(rng) == 2 and all(_is_number(v) for v in rng)
+            ok = isinstance(rng, tuple) and len(rng) == 2 and all(is_number(v) for v in rng)
             if not ok or rng[0] > rng[1] or (rng[0] <= low if strict else rng[0] < low):
                 raise bad(name, f"expected a pair (lo, hi) of numbers with {sign} {low} lo ≤ hi")
 
@@ -115,7 +111,7 @@ class ShallowWaterConfig:
         if self.bumps < 1:
             raise bad("bumps", "expected an integer ≥ 1")
         for name in ("dt", "frame_interval", "domain"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
+            if not (is_number(getattr(self, name)) and getattr(self, name) > 0):
                 raise bad(name, "expected a finite number > 0")
         if _steps(self.frame_interval, self.dt) is None:
             raise bad("frame_interval", f"expected a whole multiple of dt={self.dt!r}")

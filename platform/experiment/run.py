@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import torch
+from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
@@ -28,7 +29,16 @@ from incdyn.platform.experiment.evaluate import (
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
-from incdyn.platform.tracking import flatten, log_params, resolve_tracking_uri
+from incdyn.platform.tracking import (
+    ROLE_EXPERIMENT,
+    ROLE_METHOD,
+    TAG_TRAIN_RUN,
+    log_evaluation,
+    resolve_tracking_uri,
+    run_scope,
+    start_child,
+    start_parent,
+)
 from incdyn.platform.train.driver import run_name, train_method
 
 
@@ -58,7 +68,7 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
 
 
 def _run_method(
-    spec: ExperimentSpec, method, url: str, tracking_uri: str, run_id: str
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str
 ) -> Evaluation:
     if not isinstance(method, DiffusionMethod):
         return evaluate_classical(
@@ -67,7 +77,8 @@ def _run_method(
             max_samples=spec.evaluation.max_samples,
             source=spec.data.source,
         )
-    mlflow.set_tag("ray_train_run", run_name(spec, method))
+    client.set_tag(run_id, TAG_TRAIN_RUN, run_name(spec, method))
+    tracking_uri = client.tracking_uri
     result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
     if result.checkpoint is None:
         raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
@@ -75,7 +86,7 @@ def _run_method(
         # impute with the CPUs of one worker: other runs may be training beside this driver
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
-        mlflow.log_artifacts(ckpt, artifact_path="checkpoint")
+        client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
         return evaluate_diffusion(ckpt, store_url=url, **diffusion_options(spec, method))
 
 
@@ -89,35 +100,24 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _record_method(
-    spec: ExperimentSpec, method, url: str, tracking_uri: str, params: dict, parent_id: str
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, experiment_id: str, parent_id: str
 ) -> dict:
     """One child run: train (diffusion) or run (baseline), impute, score and log."""
     t0 = time.perf_counter()
     name = f"{method.name}/{spec.setting.replace(' ', '/')}/seed{spec.seed}"
-    with mlflow.start_run(run_name=name, nested=True) as child:
-        mlflow.set_tags(
-            {
-                "incdyn.role": "method",
-                "incdyn.method": method.name,
-                "incdyn.kind": method.kind,
-                "incdyn.setting": spec.setting,
-                "incdyn.seed": str(spec.seed),
-                "mlflow.parentRunId": parent_id,
-            }
-        )
-        method_params = {
-            f"method.{k}": v for k, v in flatten(method.model_dump(mode="json")).items()
-        }
-        log_params({**params, "seed": str(spec.seed), **method_params})
-        ev = _run_method(spec, method, url, tracking_uri, child.info.run_id)
+    run_id = start_child(
+        client, experiment_id, parent_id, spec, method, role=ROLE_METHOD, run_name=name
+    )
+    with run_scope(client, run_id):
+        ev = _run_method(spec, method, url, client, run_id)
         seconds = time.perf_counter() - t0
-        mlflow.log_metrics({**ev.metrics, "seconds": seconds})
+        figure = None
         if spec.evaluation.figure:
             title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
-            fig = imputation_figure(
+            figure = imputation_figure(
                 ev.example_truth, ev.example_mask, ev.example_imputed, title=title
             )
-            mlflow.log_figure(fig, "figures/test_sample0.png")
+        log_evaluation(client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure)
     return {
         "method": method.name,
         "kind": method.kind,
@@ -138,45 +138,37 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]
         check_exposure(variant)
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(spec.experiment_name)
+    experiment = mlflow.set_experiment(spec.experiment_name)
+    client = MlflowClient(tracking_uri)
     init_ray(spec.ray.address)
     rows = []
     for variant in variants:
-        rows += _run_variant(variant, tracking_uri, progress=progress)
+        rows += _run_variant(variant, client, experiment.experiment_id, progress=progress)
     table = format_table(rows)
     print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
     print(table)
     return rows
 
 
-def _run_variant(spec: ExperimentSpec, tracking_uri: str, *, progress: bool) -> list[dict]:
+def _run_variant(
+    spec: ExperimentSpec, client: MlflowClient, experiment_id: str, *, progress: bool
+) -> list[dict]:
     """One data setting: build/reuse its store, a parent run, a child run per method × seed."""
     url = ensure_data(spec, progress=progress)
-    params = flatten(
-        {
-            k: v
-            for k, v in spec.to_dict().items()
-            if k not in ("methods", "seeds", "seed", "profiles", "settings")
-        }
-    )
     rows = []
-    with mlflow.start_run(run_name=f"{spec.name} ({spec.setting})") as parent:
-        mlflow.set_tags(
-            {
-                "incdyn.role": "experiment",
-                "incdyn.spec_name": spec.name,
-                "incdyn.setting": spec.setting,
-            }
-        )
-        log_params({**params, "seeds": str(spec.run_seeds)})
-        mlflow.log_text(dump_spec(spec), "spec.yaml")
+    parent_id = start_parent(
+        client,
+        experiment_id,
+        spec,
+        role=ROLE_EXPERIMENT,
+        run_name=f"{spec.name} ({spec.setting})",
+    )
+    with run_scope(client, parent_id):
         for seed in spec.run_seeds:
             seeded = spec.model_copy(update={"seed": seed})
             for method in spec.methods:
-                rows.append(
-                    _record_method(seeded, method, url, tracking_uri, params, parent.info.run_id)
-                )
-        mlflow.log_text(format_table(rows), "results.md")
+                rows.append(_record_method(seeded, method, url, client, experiment_id, parent_id))
+        client.log_text(parent_id, format_table(rows), "results.md")
     return [{"setting": spec.setting, **r} for r in rows]
 
 

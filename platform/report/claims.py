@@ -19,26 +19,23 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import os
-import platform as _platform  # the standard library's (DESIGN.md "Imports")
+import platform as _platform  # the standard library's (a top-level `platform` folder must never shadow it)
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from mlflow.tracking import MlflowClient
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from incdyn.platform.report.tables import Cell, Report, build_report
+from incdyn.platform.spec import Strict
 from incdyn.platform.tracking import resolve_tracking_uri
 
 _INEQUALITY = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*<\s*([A-Za-z0-9_.\-]+)\s*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RatioSpec(_Strict):
+class RatioSpec(Strict):
     """``num / den`` of the row means; ``paper`` is the paper's value of the same ratio."""
 
     label: str
@@ -47,7 +44,7 @@ class RatioSpec(_Strict):
     paper: float = Field(gt=0.0)
 
 
-class SelectSpec(_Strict):
+class SelectSpec(Strict):
     """A row chosen on the validation split: the lowest mean of ``by`` among ``among``."""
 
     name: str  # how the inequalities and the ratio refer to the chosen row
@@ -55,7 +52,7 @@ class SelectSpec(_Strict):
     by: str = "val_mse"
 
 
-class PartSpec(_Strict):
+class PartSpec(Strict):
     """One setting of a claim: rows (method → paper number or null), inequalities, ratio."""
 
     setting: str  # the runs' ``incdyn.setting`` tag, e.g. "navier_stokes pixel 20%"
@@ -89,7 +86,7 @@ class PartSpec(_Strict):
         return self
 
 
-class ClaimSpec(_Strict):
+class ClaimSpec(Strict):
     id: int
     title: str
     statement: str  # the claim in words
@@ -97,7 +94,7 @@ class ClaimSpec(_Strict):
     notes: str = ""  # what was tried, caveats (written into RESULTS.md)
 
 
-class ClaimsFile(_Strict):
+class ClaimsFile(Strict):
     title: str
     experiment: str  # the MLflow experiment every spec of the set logs to
     metric: str = "test_mse"

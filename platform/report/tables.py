@@ -23,10 +23,19 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.tracking import resolve_tracking_uri
-
-PARENT_ROLES = ("experiment", "sweep")
-CHILD_ROLES = ("method", "trial")
+from incdyn.platform.tracking import (
+    CHILD_ROLES,
+    PARENT_ROLES,
+    ROLE_TRIAL,
+    TAG_METHOD,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEED,
+    TAG_SETTING,
+    TAG_SPEC,
+    TAG_VARIANT,
+    resolve_tracking_uri,
+)
 
 
 def search_all(
@@ -166,9 +175,9 @@ class Report:
 
 def _row_label(run: Run) -> str:
     tags = run.data.tags
-    method = tags.get("incdyn.method", run.info.run_name or run.info.run_id)
-    variant = tags.get("incdyn.variant")
-    return f"{method} [{variant}]" if tags.get("incdyn.role") == "trial" and variant else method
+    method = tags.get(TAG_METHOD, run.info.run_name or run.info.run_id)
+    variant = tags.get(TAG_VARIANT)
+    return f"{method} [{variant}]" if tags.get(TAG_ROLE) == ROLE_TRIAL and variant else method
 
 
 def build_report(
@@ -192,8 +201,8 @@ def build_report(
     parents: dict[tuple, list[Run]] = {}
     for run in finished:
         tags = run.data.tags
-        if tags.get("incdyn.role") in PARENT_ROLES:
-            key = (tags["incdyn.role"], tags.get("incdyn.spec_name"), tags.get("incdyn.setting"))
+        if tags.get(TAG_ROLE) in PARENT_ROLES:
+            key = (tags[TAG_ROLE], tags.get(TAG_SPEC), tags.get(TAG_SETTING))
             parents.setdefault(key, []).append(run)
     chosen = [r for group in parents.values() for r in (group if runs == "all" else group[-1:])]
     chosen.sort(key=lambda r: r.info.start_time)
@@ -201,18 +210,18 @@ def build_report(
     children = [
         r
         for r in finished
-        if r.data.tags.get("incdyn.role") in CHILD_ROLES
-        and r.data.tags.get("mlflow.parentRunId") in order
+        if r.data.tags.get(TAG_ROLE) in CHILD_ROLES
+        and r.data.tags.get(TAG_PARENT) in order
         and metric in r.data.metrics
     ]
-    children.sort(key=lambda r: (order[r.data.tags["mlflow.parentRunId"]], r.info.start_time))
+    children.sort(key=lambda r: (order[r.data.tags[TAG_PARENT]], r.info.start_time))
     rows, columns, values = [], [], {}
     for run in children:
-        row, col = _row_label(run), run.data.tags.get("incdyn.setting", "?")
+        row, col = _row_label(run), run.data.tags.get(TAG_SETTING, "?")
         rows += [row] if row not in rows else []
         columns += [col] if col not in columns else []
         values.setdefault((row, col), []).append(
-            (run.data.metrics[metric], run.info.run_id, run.data.tags.get("incdyn.seed", "?"))
+            (run.data.metrics[metric], run.info.run_id, run.data.tags.get(TAG_SEED, "?"))
         )
     cells = {
         k: Cell(*(tuple(t[i] for t in triples) for i in range(3))) for k, triples in values.items()

@@ -28,7 +28,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.run import ensure_data
 from incdyn.platform.ray_session import init_ray
-from incdyn.platform.spec import ExperimentSpec, dump_spec
+from incdyn.platform.spec import ExperimentSpec
 from incdyn.platform.sweep.resources import (
     TRIAL_CPU,
     TrialResources,
@@ -37,13 +37,19 @@ from incdyn.platform.sweep.resources import (
 )
 from incdyn.platform.sweep.summary import SweepResult, collect_trials, summarize
 from incdyn.platform.sweep.trial import (
-    NOT_PARAMS,
     resolved_dict,
     run_trial,
     swept_method,
     trial_spec,
 )
-from incdyn.platform.tracking import flatten, log_params, resolve_tracking_uri
+from incdyn.platform.tracking import (
+    ROLE_SWEEP,
+    TAG_METHOD,
+    TAG_SWEEP_MODE,
+    resolve_tracking_uri,
+    run_scope,
+    start_parent,
+)
 from incdyn.platform.train.driver import storage_path
 
 
@@ -178,30 +184,23 @@ def _sweep_setting(
     template = swept_method(spec, method)
     space, scheduler = _search(spec, mode, axes, seeds, grace_period, reduction_factor)
     client = MlflowClient(tracking_uri)
-    with mlflow.start_run(run_name=f"{spec.name} ({spec.setting}) sweep-{mode}") as parent:
-        parent_id = parent.info.run_id
-        mlflow.set_tags(
-            {
-                "incdyn.role": "sweep",
-                "incdyn.spec_name": spec.name,
-                "incdyn.setting": spec.setting,
-                "incdyn.method": template.name,
-                "incdyn.sweep_mode": mode,
-            }
-        )
-        log_params(
-            {
-                **flatten({k: v for k, v in spec.to_dict().items() if k not in NOT_PARAMS}),
-                "seeds": str(spec.run_seeds),
-                "sweep.mode": mode,
-                "sweep.method": template.name,
-                "sweep.num_samples": str(num_samples),
-                "sweep.max_concurrent_trials": str(plan.concurrent),
-                "sweep.cpus_per_worker": str(plan.cpus_per_worker),
-                **{f"sweep.{k}": str(v) for k, v in axes.items()},
-            }
-        )
-        mlflow.log_text(dump_spec(spec), "spec.yaml")
+    parent_id = start_parent(
+        client,
+        experiment_id,
+        spec,
+        role=ROLE_SWEEP,
+        run_name=f"{spec.name} ({spec.setting}) sweep-{mode}",
+        tags={TAG_METHOD: template.name, TAG_SWEEP_MODE: mode},
+        params={
+            "sweep.mode": mode,
+            "sweep.method": template.name,
+            "sweep.num_samples": str(num_samples),
+            "sweep.max_concurrent_trials": str(plan.concurrent),
+            "sweep.cpus_per_worker": str(plan.cpus_per_worker),
+            **{f"sweep.{k}": str(v) for k, v in axes.items()},
+        },
+    )
+    with run_scope(client, parent_id):
         name = f"{spec.name}-sweep-{parent_id[:8]}"
         trainable = tune.with_parameters(
             run_trial,

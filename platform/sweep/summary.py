@@ -23,6 +23,15 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report.tables import search_all
+from incdyn.platform.tracking import (
+    ROLE_TRIAL,
+    TAG_BEST,
+    TAG_ERROR,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_STOPPED,
+    TAG_TUNE_TRIAL,
+)
 
 
 @dataclass(frozen=True)
@@ -72,18 +81,18 @@ def collect_trials(
     runs = search_all(
         client,
         experiment_id,
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`incdyn.role` = 'trial'",
+        f"tags.`{TAG_PARENT}` = '{parent_id}' and tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
     )
     records = []
     for run in sorted(runs, key=lambda r: r.info.start_time):
         status = run.info.status
         if status == "RUNNING":
-            trial = run.data.tags.get("incdyn.tune_trial") or "?"
+            trial = run.data.tags.get(TAG_TUNE_TRIAL) or "?"
             error = next((e for path, e in errors.items() if trial in path), None)
             if error is None:
-                client.set_tag(run.info.run_id, "incdyn.stopped", "early, by the scheduler")
+                client.set_tag(run.info.run_id, TAG_STOPPED, "early, by the scheduler")
             else:
-                client.set_tag(run.info.run_id, "incdyn.error", error[-5000:])
+                client.set_tag(run.info.run_id, TAG_ERROR, error[-5000:])
             status = "KILLED" if error is None else "FAILED"
             client.set_terminated(run.info.run_id, status)
         p, m = run.data.params, run.data.metrics
@@ -159,7 +168,7 @@ class SweepResult:
         if b is None:
             return
         client.log_text(run_id, json.dumps(asdict(b), indent=1), "best.json")
-        client.set_tag(run_id, "incdyn.best", b.label)
+        client.set_tag(run_id, TAG_BEST, b.label)
         stamp = int(time.time() * 1000)
         client.log_batch(
             run_id,

@@ -12,7 +12,6 @@ from typing import Any
 
 import ray
 import torch
-from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
@@ -20,10 +19,14 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from incdyn.platform.experiment.evaluate import Evaluation, diffusion_options, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
-from incdyn.platform.tracking import flatten
+from incdyn.platform.tracking import (
+    ROLE_TRIAL,
+    TAG_TUNE_TRIAL,
+    TAG_VARIANT,
+    log_evaluation,
+    start_child,
+)
 from incdyn.platform.train.driver import train_method
-
-NOT_PARAMS = ("methods", "seeds", "seed", "profiles", "settings")  # as `incdyn run` logs them
 
 
 def resolved_dict(spec: ExperimentSpec) -> dict:
@@ -74,40 +77,6 @@ def variant_label(config: dict[str, Any]) -> str:
     return f"ctx={config['context_ratio']:g} qry={config['query_ratio']:g} {config['backbone']}"
 
 
-def _open_run(
-    client: MlflowClient,
-    experiment_id: str,
-    parent_id: str,
-    spec: ExperimentSpec,
-    method: DiffusionMethod,
-    config: dict[str, Any],
-) -> str:
-    """The trial's MLflow child run: ``incdyn run``'s tags, role ``trial``; the resolved spec."""
-    variant = variant_label(config)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{method.name}/{spec.setting}/{variant}/seed{spec.seed}".replace(" ", "/"),
-        tags={
-            "incdyn.role": "trial",
-            "incdyn.method": method.name,
-            "incdyn.kind": method.kind,
-            "incdyn.setting": spec.setting,
-            "incdyn.seed": str(spec.seed),
-            "incdyn.variant": variant,
-            "incdyn.tune_trial": tune.get_context().get_trial_id(),
-            "mlflow.parentRunId": parent_id,
-        },
-    )
-    d = spec.to_dict()
-    params = flatten({k: v for k, v in d.items() if k not in NOT_PARAMS})
-    params.update({f"method.{k}": v for k, v in flatten(d["methods"][0]).items()})
-    params.update({k: str(v) for k, v in config.items()})  # context_ratio, query_ratio, ...
-    items = [Param(k, v) for k, v in params.items()]
-    for i in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[i : i + 100])
-    return run.info.run_id
-
-
 def _evaluate(checkpoint: ray.train.Checkpoint, threads: int, **kwargs: Any) -> Evaluation:
     """Test-split imputation, as a Ray task holding what the Train workers released."""
     torch.set_num_threads(threads)
@@ -143,7 +112,18 @@ def run_trial(
         storage_path=f"{train_root}/{trial_id}",  # own folder: equal configs never share a run
     )
     client = MlflowClient(tracking_uri)
-    run_id = _open_run(client, experiment_id, parent_id, spec, m, config)
+    variant = variant_label(config)
+    run_id = start_child(
+        client,
+        experiment_id,
+        parent_id,
+        spec,
+        m,
+        role=ROLE_TRIAL,
+        run_name=f"{m.name}/{spec.setting}/{variant}/seed{spec.seed}".replace(" ", "/"),
+        tags={TAG_VARIANT: variant, TAG_TUNE_TRIAL: trial_id},
+        params={k: str(v) for k, v in config.items()},  # context_ratio, query_ratio, ...
+    )
 
     # 1. Train through Ray Train; TuneReportCallback forwards each report (val_loss) to Tune.
     result = train_method(
@@ -177,13 +157,15 @@ def run_trial(
     # 3. Record checkpoint, test metrics, figure; the run is FINISHED only once evaluated.
     with result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-    stamp = int(time.time() * 1000)
-    values = {**ev.metrics, "seconds": time.perf_counter() - t0}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
+    figure = None
     if ev_spec.figure:
-        title = f"{spec.name}: {m.name} {variant_label(config)} ({spec.setting}, seed {spec.seed})"
-        fig = imputation_figure(ev.example_truth, ev.example_mask, ev.example_imputed, title=title)
-        client.log_figure(run_id, fig, "figures/test_sample0.png")
+        title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
+        figure = imputation_figure(
+            ev.example_truth, ev.example_mask, ev.example_imputed, title=title
+        )
+    log_evaluation(
+        client, run_id, {**ev.metrics, "seconds": time.perf_counter() - t0}, figure=figure
+    )
     client.set_terminated(run_id, "FINISHED")
 
     # 4. Last Tune result: Tune repeats it when the function returns, and ASHA wants val_loss in it.

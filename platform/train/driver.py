@@ -19,7 +19,7 @@ from ray.train.torch import TorchTrainer
 from incdyn.platform.checkpoint import read_meta
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
-from incdyn.platform.tracking import RunLogger
+from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.worker import train_loop_per_worker
 
 
@@ -85,7 +85,7 @@ def train_method(
         done = finished_result(spec, method)
         if done is not None:
             if run_id:
-                RunLogger(tracking_uri, run_id).tag("resumed_from_step", str(spec.training.steps))
+                RunLogger(tracking_uri, run_id).tag(TAG_RESUMED, str(spec.training.steps))
             return done
     cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
     resources = {"CPU": cpus}

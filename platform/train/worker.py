@@ -25,7 +25,7 @@ from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import Partition
 from incdyn.platform.checkpoint import read_meta, save_checkpoint
-from incdyn.platform.tracking import RunLogger
+from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.probe import WorkerProbe
 
 
@@ -158,7 +158,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         else None
     )
     if logger and checkpoint:
-        logger.tag("resumed_from_step", str(step))
+        logger.tag(TAG_RESUMED, str(step))
     # Diagnostics for tests: per-worker node, sample indices and parameter checksum (probe.py).
     probe = (
         WorkerProbe(config["probe_dir"], rank=rank, world=world, start_step=step)

@@ -1,40 +1,18 @@
-"""The experiment spec: one YAML file, typed and validated before anything runs.
-
-Unknown keys and bad values are :class:`SpecError`s that name the field and what is allowed.
-``--set a.b=value`` overrides a field (list items of ``methods`` by position or by ``name``).
-"""
+"""The experiment spec's schema: every section typed, with the allowed values of each knob."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from incdyn.platform.spec.base import Strict
 
 Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
-class SpecError(ValueError):
-    """An invalid experiment spec; the message lists every problem with its field path."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ObservationSpec(_Strict):
+class ObservationSpec(Strict):
     """Observation-mask family p(M) (Sec. 4.1)."""
 
     kind: Literal["pixel", "block", "station"] = "pixel"  # i.i.d. points, tiles, sensor disks
@@ -54,7 +32,7 @@ class ObservationSpec(_Strict):
         return self
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """Where the data come from and how they are observed."""
 
     source: Literal[
@@ -71,7 +49,7 @@ class DataSpec(_Strict):
     test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
 
 
-class PartitionSpec(_Strict):
+class PartitionSpec(Strict):
     """Context/query partition strategy (Sec. 3.2)."""
 
     kind: Literal["pixel", "block", "station"] = "pixel"
@@ -82,7 +60,7 @@ class PartitionSpec(_Strict):
     query_all: bool = False  # block/station: query all of M, not only the dropped part
 
 
-class BackboneSpec(_Strict):
+class BackboneSpec(Strict):
     """Network ``D_θ``: EDM2-style UNet (frames folded into channels) or FNO (Table 5).
 
     Fields a backbone does not take are ignored by it (``mults`` for the FNO, ``modes`` for the UNet).
@@ -99,7 +77,7 @@ class BackboneSpec(_Strict):
     channels_last: bool = True  # UNet: convolutions in channels-last layout (GPU, oneDNN)
 
 
-class SamplerSpec(_Strict):
+class SamplerSpec(Strict):
     """Inference (Sec. 3.3, App. E): which sampler imputes the test split."""
 
     kind: Literal["single", "multi", "direct", "best"] = (
@@ -109,7 +87,7 @@ class SamplerSpec(_Strict):
     weight: Literal["zero", "t", "t2"] = "t"  # multi: w(t) of the μ₀ blend (Table 7)
 
 
-class DiffusionMethod(_Strict):
+class DiffusionMethod(Strict):
     """A diffusion method trained on incomplete data.
 
     Ours: a partition with ratios < 1 and a K-mask ensemble. MissDiff: both ratios 1.
@@ -125,7 +103,7 @@ class DiffusionMethod(_Strict):
     allow_zero_exposure: bool = False  # run even if the audit finds never-queried dimensions
 
 
-class ClassicalMethod(_Strict):
+class ClassicalMethod(Strict):
     """A classical imputation baseline (Sec. 4.1)."""
 
     kind: Literal["inpaint_ns", "telea", "temporal"]
@@ -150,7 +128,7 @@ MethodSpec = Annotated[
 ]
 
 
-class ScheduleSpec(_Strict):
+class ScheduleSpec(Strict):
     """VP diffusion schedule (METHOD.md)."""
 
     beta_min: float = Field(0.1, ge=0.0)
@@ -158,7 +136,7 @@ class ScheduleSpec(_Strict):
     t_min: float = Field(1e-3, gt=0.0, lt=1.0)  # δ of single-step inference
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(Strict):
     """Optimisation (release: Adam 1e-3, betas (0.95, 0.999), batch 8)."""
 
     steps: int = Field(1000, ge=1)  # optimiser steps (global, every worker takes each one)
@@ -176,7 +154,7 @@ class TrainingSpec(_Strict):
     compile: bool = False  # torch.compile the backbone (first steps pay the compilation)
 
 
-class EvaluationSpec(_Strict):
+class EvaluationSpec(Strict):
     """Imputation of the test split."""
 
     max_samples: int | None = Field(None, ge=1)  # evaluate only the first N test samples
@@ -185,7 +163,7 @@ class EvaluationSpec(_Strict):
     figure: bool = True  # log truth / observed / imputed / error figures
 
 
-class RaySpec(_Strict):
+class RaySpec(Strict):
     """Ray scaling; the local default is a Ray started by the CLI, CPU only."""
 
     address: str | None = None  # None: $RAY_ADDRESS, else start a local Ray
@@ -196,21 +174,21 @@ class RaySpec(_Strict):
     max_failures: int = Field(0, ge=-1)  # worker-group restarts (-1: unlimited)
 
 
-class MlflowSpec(_Strict):
+class MlflowSpec(Strict):
     """Tracking; the default store is sqlite:///mlflow.db in the working directory."""
 
     experiment: str | None = None  # None: the spec's name
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else the default
 
 
-class SettingSpec(_Strict):
+class SettingSpec(Strict):
     """One data setting of a multi-setting experiment (a column of a paper table)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     overrides: dict[str, Any] = {}  # dotted key -> value, as with --set
 
 
-class ExperimentSpec(_Strict):
+class ExperimentSpec(Strict):
     """A whole experiment: data, methods and how to run them."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -263,6 +241,8 @@ class ExperimentSpec(_Strict):
 
     def variants(self) -> list[ExperimentSpec]:
         """One spec per data setting (the spec itself when it has none), named ``<name>-<setting>``."""
+        from incdyn.platform.spec.loading import apply_overrides, parse_spec  # loading imports this
+
         if not self.settings:
             return [self]
         base = {k: v for k, v in self.to_dict().items() if k != "settings"}
@@ -309,136 +289,3 @@ class ExperimentSpec(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-    def digest(self, *parts: str) -> str:
-        """Short stable hash of the parts of the resolved spec named (all when none)."""
-        d = self.to_dict()
-        chosen = {p: d[p] for p in parts} if parts else d
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:10]
-
-
-# -- loading, overrides and error messages --------------------------------------------------
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
-    """Field names of the sub-model at ``loc`` (for 'unknown key' messages)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if part in ("diffusion", "classical"):
-            current = DiffusionMethod if part == "diffusion" else ClassicalMethod
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if part in current.model_fields:
-                current = current.model_fields[part].annotation
-                args = getattr(current, "__args__", ())
-                subs = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-                if len(subs) == 1:
-                    current = subs[0]
-                continue
-            return None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
-
-
-def _format(exc: ValidationError, source: str) -> SpecError:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc if p not in ("diffusion", "classical"))
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(ExperimentSpec, loc[:-1])
-            lines.append(f"{path}: unknown key; allowed keys here: {', '.join(allowed or [])}")
-        elif err["type"] == "method_kind":
-            lines.append(f"{path}.kind: {err['msg']} (got {err['input'].get('kind')!r})")
-        else:
-            got = err.get("input")
-            shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
-            lines.append(f"{path or '(top level)'}: {err['msg']}{shown}")
-    return SpecError(f"invalid experiment spec {source}:\n  " + "\n  ".join(lines))
-
-
-def _set(tree: Any, path: list[str], value: Any, full: str) -> None:
-    key, rest = path[0], path[1:]
-    if isinstance(tree, list):
-        if key.isdigit() and int(key) < len(tree):
-            idx = int(key)
-        else:
-            names = [item.get("name") for item in tree if isinstance(item, dict)]
-            if key not in names:
-                raise SpecError(f"--set {full}: no list item {key!r}; items: {names}")
-            idx = names.index(key)
-        if rest:
-            _set(tree[idx], rest, value, full)
-        else:
-            tree[idx] = value
-        return
-    if not isinstance(tree, dict):
-        raise SpecError(f"--set {full}: {key!r} is below a value that is not a mapping")
-    if rest:
-        _set(tree.setdefault(key, {}), rest, value, full)
-    else:
-        tree[key] = value
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw spec mapping."""
-    out = json.loads(json.dumps(raw))
-    for item in overrides:
-        if "=" not in item:
-            raise SpecError(f"--set {item!r}: expected key.path=value")
-        key, text = item.split("=", 1)
-        _set(out, key.strip().split("."), yaml.safe_load(text), item)
-    return out
-
-
-def _apply_profile(raw: dict, source: str) -> dict:
-    name = raw.get("profile")
-    profiles = raw.get("profiles") or {}
-    if (
-        raw.get("profile_applied")
-        or not name
-        or not isinstance(profiles, dict)
-        or name not in profiles
-    ):
-        return raw  # applied already, none, or unknown (reported by validation)
-    items = [
-        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-        for k, v in (profiles[name] or {}).items()
-    ]
-    try:
-        return {**apply_overrides(raw, items), "profile_applied": True}
-    except SpecError as exc:
-        raise SpecError(f"invalid experiment spec {source}: profile {name!r}: {exc}") from None
-
-
-def parse_spec(raw: Any, source: str = "<dict>") -> ExperimentSpec:
-    """Validate a raw spec mapping (after applying its selected profile)."""
-    if not isinstance(raw, dict):
-        raise SpecError(f"invalid experiment spec {source}: the top level must be a mapping")
-    raw = _apply_profile(raw, source)
-    try:
-        return ExperimentSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise _format(exc, source) from None
-
-
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Read, override and validate a YAML spec."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"experiment spec {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"experiment spec {path} is not valid YAML: {exc}") from None
-    if isinstance(raw, dict) and overrides:
-        # --set may choose the profile; the profile goes in first, then --set wins over it
-        raw = apply_overrides(_apply_profile(apply_overrides(raw, overrides), str(path)), overrides)
-    return parse_spec(raw, str(path))
-
-
-def dump_spec(spec: ExperimentSpec) -> str:
-    return yaml.safe_dump(spec.to_dict(), sort_keys=False)

@@ -1,0 +1,137 @@
+"""Loading a spec: YAML, profiles, ``--set`` overrides and field-path error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from incdyn.platform.spec.base import SpecError
+from incdyn.platform.spec.schema import ClassicalMethod, DiffusionMethod, ExperimentSpec
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Field names of the sub-model at ``loc`` (for 'unknown key' messages)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part in ("diffusion", "classical"):
+            current = DiffusionMethod if part == "diffusion" else ClassicalMethod
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if part in current.model_fields:
+                current = current.model_fields[part].annotation
+                args = getattr(current, "__args__", ())
+                subs = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+                if len(subs) == 1:
+                    current = subs[0]
+                continue
+            return None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _format(exc: ValidationError, source: str) -> SpecError:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc if p not in ("diffusion", "classical"))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(ExperimentSpec, loc[:-1])
+            lines.append(f"{path}: unknown key; allowed keys here: {', '.join(allowed or [])}")
+        elif err["type"] == "method_kind":
+            lines.append(f"{path}.kind: {err['msg']} (got {err['input'].get('kind')!r})")
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
+            lines.append(f"{path or '(top level)'}: {err['msg']}{shown}")
+    return SpecError(f"invalid experiment spec {source}:\n  " + "\n  ".join(lines))
+
+
+def _set(tree: Any, path: list[str], value: Any, full: str) -> None:
+    key, rest = path[0], path[1:]
+    if isinstance(tree, list):
+        if key.isdigit() and int(key) < len(tree):
+            idx = int(key)
+        else:
+            names = [item.get("name") for item in tree if isinstance(item, dict)]
+            if key not in names:
+                raise SpecError(f"--set {full}: no list item {key!r}; items: {names}")
+            idx = names.index(key)
+        if rest:
+            _set(tree[idx], rest, value, full)
+        else:
+            tree[idx] = value
+        return
+    if not isinstance(tree, dict):
+        raise SpecError(f"--set {full}: {key!r} is below a value that is not a mapping")
+    if rest:
+        _set(tree.setdefault(key, {}), rest, value, full)
+    else:
+        tree[key] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw spec mapping."""
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise SpecError(f"--set {item!r}: expected key.path=value")
+        key, text = item.split("=", 1)
+        _set(out, key.strip().split("."), yaml.safe_load(text), item)
+    return out
+
+
+def _apply_profile(raw: dict, source: str) -> dict:
+    name = raw.get("profile")
+    profiles = raw.get("profiles") or {}
+    if (
+        raw.get("profile_applied")
+        or not name
+        or not isinstance(profiles, dict)
+        or name not in profiles
+    ):
+        return raw  # applied already, none, or unknown (reported by validation)
+    items = [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+        for k, v in (profiles[name] or {}).items()
+    ]
+    try:
+        return {**apply_overrides(raw, items), "profile_applied": True}
+    except SpecError as exc:
+        raise SpecError(f"invalid experiment spec {source}: profile {name!r}: {exc}") from None
+
+
+def parse_spec(raw: Any, source: str = "<dict>") -> ExperimentSpec:
+    """Validate a raw spec mapping (after applying its selected profile)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"invalid experiment spec {source}: the top level must be a mapping")
+    raw = _apply_profile(raw, source)
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _format(exc, source) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
+    """Read, override and validate a YAML spec."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"experiment spec {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"experiment spec {path} is not valid YAML: {exc}") from None
+    if isinstance(raw, dict) and overrides:
+        # --set may choose the profile; the profile goes in first, then --set wins over it
+        raw = apply_overrides(_apply_profile(apply_overrides(raw, overrides), str(path)), overrides)
+    return parse_spec(raw, str(path))
+
+
+def dump_spec(spec: ExperimentSpec) -> str:
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False)
