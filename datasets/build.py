@@ -50,7 +50,7 @@ def store_config(
     ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3).
     """
     cfg = make_config(source, preset, params)
-    extra = {"test_masks": dataclasses.asdict(test_family)} if test_family else {}
+    extra = {"test_masks": test_family.model_dump()} if test_family else {}
     return {
         **extra,
         "format": FORMAT_VERSION,
@@ -58,7 +58,7 @@ def store_config(
         "generator": dataclasses.asdict(cfg),
         "sizes": sizes,
         "chunk": chunk,
-        "masks": dataclasses.asdict(family),
+        "masks": family.model_dump(),
         "seed": seed,
     }
 

@@ -2,8 +2,8 @@
 
 A plain shuffle draws samples from all over the split. When the split is larger than a worker's
 chunk cache (:class:`~incdyn.datasets.torch_dataset.SplitDataset`), almost every sample then
-decodes a whole chunk for one item: at the paper's size (100×64×64, 32-sample chunks) that is
-~1.7 s of reading per batch-8 step against 0.44 s of compute (tests/benchmarks item 6).
+decodes a whole chunk for one item: at the paper's size (100×64×64, 32-sample chunks) reading
+then costs several times the compute of a step (the benchmark suite's data items measure it).
 
 Per epoch, seeded by ``seed + epoch`` (``set_epoch``, as ``DistributedSampler``):
 

@@ -1,4 +1,4 @@
-"""Observation-mask families p(M) (paper Sec. 4.1; METHOD.md "Setting").
+"""Observation-mask families p(M) (paper Sec. 4.1).
 
 A mask is bool ``(T, H, W)``, True where a point is observed, shared by all channels. Three
 families, all static over time by default (one spatial mask repeated over the frames, as in the
@@ -10,14 +10,13 @@ uniformly over the grid). Every mask has at least one observed point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-@dataclass(frozen=True)
-class MaskFamily:
+class MaskFamily(BaseModel):
     """A family of observation masks.
 
     Attributes:
@@ -34,27 +33,23 @@ class MaskFamily:
             at the grid's edges (no periodic wrap).
     """
 
-    kind: Literal["pixel", "block", "station"] = "pixel"
-    p: float = 0.2
-    k: int = 8
-    blocks: int = 3
-    static: bool = True
-    stations: int = 8
-    radius: float = 3.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("pixel", "block", "station"):
-            raise ValueError(f"mask kind {self.kind!r} is not one of 'pixel', 'block', 'station'")
-        if not 0.0 < self.p <= 1.0:
-            raise ValueError(f"mask p={self.p} must lie in (0, 1]")
-        if self.blocks < 1:
-            raise ValueError(f"mask blocks={self.blocks} must be >= 1")
-        if not 1 <= self.k <= self.blocks**2:
-            raise ValueError(f"mask k={self.k} must lie in [1, {self.blocks**2}]")
-        if self.stations < 1:
-            raise ValueError(f"mask stations={self.stations} must be >= 1")
-        if not self.radius >= 0.0:
-            raise ValueError(f"mask radius={self.radius} must be >= 0")
+    kind: Literal["pixel", "block", "station"] = "pixel"  # i.i.d. points, tiles, sensor disks
+    p: float = Field(0.2, gt=0.0, le=1.0)  # pixel: observed fraction
+    k: int = Field(8, ge=1)  # block: observed tiles
+    blocks: int = Field(3, ge=1)  # block: tiles per side
+    static: bool = True  # one spatial mask repeated over all frames
+    stations: int = Field(8, ge=1)  # station: sensor sites per mask
+    radius: float = Field(3.0, ge=0.0)  # station: observed disk radius in grid points
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> MaskFamily:
+        if self.k > self.blocks**2:
+            raise ValueError(
+                f"k={self.k} exceeds the {self.blocks**2} tiles of a {self.blocks}x{self.blocks} grid"
+            )
+        return self
 
 
 def block_slices(size: int, blocks: int) -> list[slice]:

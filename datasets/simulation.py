@@ -1,7 +1,7 @@
 """The common output of every PDE generator: complete fields plus per-sample parameters.
 
 A generator (``navier_stokes``, ``shallow_water``, ``advection``) returns a :class:`Simulation`;
-``incdyn.datasets.store`` turns it into the zarr layout of DESIGN.md "Data model".
+``incdyn.datasets.store`` turns it into the zarr layout documented there.
 """
 
 from __future__ import annotations

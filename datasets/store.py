@@ -1,4 +1,4 @@
-"""The zarr store of a data set, read and written with xarray (DESIGN.md "Data model").
+"""The zarr store of a data set, read and written with xarray.
 
 One store, three groups ``train``, ``val``, ``test``. In each group:
 

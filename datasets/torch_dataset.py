@@ -4,8 +4,8 @@ Items are normalised with the store's training statistics and laid out for the m
 ``x_obs`` ``(C, T, H, W)`` (zero at unobserved points), ``mask`` bool ``(T, H, W)`` and, for
 evaluation only, ``truth``. Reads go chunk by chunk through a byte-bounded LRU cache, so memory
 stays bounded whatever the store's size. Each chunk is normalised once, when it is read, and
-cached as tensors; an item is a view of its slice (per item ~5× faster than normalising every
-item: tests/benchmarks item 6).
+cached as tensors; an item is a view of its slice (the benchmark suite's data items measure
+the gain over normalising every item).
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ class SplitDataset(Dataset):
         cache_bytes: int = 256 * 2**20,
     ) -> None:
         if with_truth and split == "train":
-            raise ValueError("the training split has no ground truth (DESIGN.md 'Data model')")
+            raise ValueError(
+                "the training split has no ground truth: it stores observed values only "
+                "(NaN where unobserved); ask the val or test split for truth"
+            )
         self.url, self.split, self.with_truth, self.cache_bytes = (
             url,
             split,

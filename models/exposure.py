@@ -31,8 +31,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
 from incdyn.datasets.masks import MaskFamily, block_index, sample_masks
 from incdyn.models.partition import Partition
@@ -107,64 +105,6 @@ class ExposureReport:
         """Coefficient of variation ``std / mean`` of the mean exposure map."""
         values = self.mean_map[~self.mean_map.isnan()].double()
         return float(values.std(unbiased=False) / values.mean())
-
-    def summary(self) -> str:
-        f, p = self.family, self.partition
-        fam = f"pixel p={f.p}" if f.kind == "pixel" else f"block {f.k}/{f.blocks**2}"
-        if f.kind == "station":
-            fam = f"station {f.stations}×r{f.radius:g}"
-        if p.kind == "pixel":
-            part = f"pixel r_ctx={p.context_ratio} r_qry={p.query_ratio}"
-        else:
-            drop = p.drop_stations if p.kind == "station" else p.drop_blocks
-            part = f"{p.kind} drop={drop}" + (" query_all" if p.query_all else "")
-        verdict = (
-            f"ZERO EXPOSURE at {self.zero_fraction:.1%} of points "
-            f"({self.zero_mass:.1%} of context/point pairs)"
-            if self.has_zero_exposure
-            else "every point outside the context is queried with positive probability"
-        )
-        mean = float(self.mean_map[~self.mean_map.isnan()].mean())
-        noise = (
-            f"\n  sampling noise alone gives cv {self.noise_cv:.3g}; min and zeros rest on "
-            f"{self.coverage:.0%} of the draws"
-            if self.method == "mc"
-            else ""
-        )
-        return (
-            f"exposure audit ({self.method}, {self.samples} samples): {fam} masks, {part} "
-            f"partition\n  min {self.minimum:.4g}  mean {mean:.4g}  spread (max/min of mean) "
-            f"{self.spread:.3g}  cv {self.variation:.3g}{noise}\n  {verdict}"
-        )
-
-    def figure(self) -> Figure:
-        """The per-point minimum and mean exposure maps and the share of contexts that leave
-        each point unqueried, side by side."""
-        fig = Figure(figsize=(12.0, 3.6), layout="constrained")
-        axes = fig.subplots(1, 3)
-        top = max(float(np.nanmax(self.mean_map.numpy())), 1e-6)
-        for ax, data, title in (
-            (axes[0], self.min_map, "min over contexts"),
-            (axes[1], self.mean_map, "mean over contexts"),
-        ):
-            image = ax.imshow(data.numpy(), vmin=0.0, vmax=top, cmap="viridis", origin="lower")
-            ax.set_title(f"P(i ∈ qry | ctx): {title}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            fig.colorbar(image, ax=ax, shrink=0.8)
-        image = axes[2].imshow(
-            self.zero_rate_map.numpy(), vmin=0.0, vmax=1.0, cmap="magma", origin="lower"
-        )
-        axes[2].set_title("share of contexts with zero exposure", fontsize=9)
-        axes[2].set_xticks([])
-        axes[2].set_yticks([])
-        fig.colorbar(image, ax=axes[2], shrink=0.8)
-        if self.has_zero_exposure:  # never-queried points in red on the minimum map
-            zero = np.ma.masked_where(~self.zero_map.numpy(), np.ones(self.zero_map.shape))
-            axes[0].imshow(zero, cmap=ListedColormap(["red"]), alpha=0.6, origin="lower")
-            axes[0].set_xlabel(f"red: zero exposure ({self.zero_fraction:.0%} of points)")
-        fig.suptitle(self.summary().splitlines()[0], fontsize=8)
-        return fig
 
 
 def pixel_exposure(p: float, context_ratio: float, query_ratio: float) -> float:

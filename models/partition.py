@@ -1,4 +1,4 @@
-"""Context/query partition strategies (paper Sec. 3.2, Alg. 1; METHOD.md "Partition strategies").
+"""Context/query partition strategies (paper Sec. 3.2, Alg. 1) and the inference partition (App. G.3).
 
 Each training sample's observation mask ``M`` is split into a context ``M_ctx ⊆ M`` that the
 network sees and a query ``M_qry ⊆ M`` it is scored on, drawn with the structure of the
@@ -19,14 +19,16 @@ observation family (Principle 1: uniform query exposure):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 
-from incdyn.datasets.masks import block_index, disk_kernel
+from incdyn.datasets.masks import MaskFamily, block_index, disk_kernel
+
+Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 @lru_cache(maxsize=16)
@@ -61,47 +63,31 @@ def _dominance(h: int, w: int, radius: float) -> tuple[torch.Tensor, torch.Tenso
     return torch.cat(src), torch.cat(dst)
 
 
-@dataclass(frozen=True)
-class Partition:
-    """A partition strategy.
+class PartitionSpec(BaseModel):
+    """A partition strategy as an experiment spec names it (a method's ``partition`` section)."""
 
-    Attributes:
-        kind: ``"pixel"``, ``"block"`` or ``"station"``.
-        context_ratio: pixel partition: probability that an observed point enters the context.
-        query_ratio: pixel partition: probability that an observed point enters the query.
-        blocks: block partition: tiles per side (must match the observation family).
-        drop_blocks: block partition: observed tiles removed from the context per sample.
-        query_all: block/station partition: query all of ``M``, not only the removed part.
-        static: draw one spatial partition for all frames (matches static observation masks).
-        radius: station partition: disk radius in grid points (must match the observation family).
-        drop_stations: station partition: stations removed from the context per sample.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["pixel", "block", "station"] = "pixel"  # the observation family's structure
+    context_ratio: Ratio = 0.7  # pixel: probability that an observed point enters the context
+    query_ratio: Ratio = 0.7  # pixel: probability that an observed point enters the query
+    drop_blocks: int = Field(1, ge=1)  # block: observed tiles moved from context to query
+    drop_stations: int = Field(1, ge=1)  # station: whole stations moved from context to query
+    query_all: bool = False  # block/station: query all of M, not only the dropped part
+
+
+class Partition(PartitionSpec):
+    """A partition strategy with the structure of its observation family, ready to draw masks.
+
+    Attributes (beyond :class:`PartitionSpec`'s):
+        blocks: block partition: tiles per side (the observation family's).
+        static: one spatial partition for all frames (matches static observation masks).
+        radius: station partition: disk radius in grid points (the observation family's).
     """
 
-    kind: Literal["pixel", "block", "station"] = "pixel"
-    context_ratio: float = 0.7
-    query_ratio: float = 0.7
-    blocks: int = 3
-    drop_blocks: int = 1
-    query_all: bool = False
+    blocks: int = Field(3, ge=1)
     static: bool = True
-    radius: float = 3.0
-    drop_stations: int = 1
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("pixel", "block", "station"):
-            raise ValueError(
-                f"partition kind {self.kind!r} is not one of 'pixel', 'block', 'station'"
-            )
-        for name in ("context_ratio", "query_ratio"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"partition {name}={value} must lie in (0, 1]")
-        if self.drop_blocks < 1:
-            raise ValueError(f"partition drop_blocks={self.drop_blocks} must be >= 1")
-        if self.drop_stations < 1:
-            raise ValueError(f"partition drop_stations={self.drop_stations} must be >= 1")
-        if not self.radius >= 0.0:
-            raise ValueError(f"partition radius={self.radius} must be >= 0")
+    radius: float = Field(3.0, ge=0.0)
 
     def _bernoulli(self, mask: torch.Tensor, ratio: float, g: torch.Generator) -> torch.Tensor:
         if ratio >= 1.0:
@@ -198,4 +184,32 @@ class Partition:
 
     def with_context_ratio(self, ratio: float) -> Partition:
         """The same strategy with another context ratio (cross-distribution, App. G.3)."""
-        return Partition(**{**self.__dict__, "context_ratio": min(1.0, ratio)})
+        return Partition(**{**self.model_dump(), "context_ratio": min(1.0, ratio)})
+
+
+def partition_for(strategy: PartitionSpec, family: MaskFamily) -> Partition:
+    """A method's partition strategy with the structure of the observation family."""
+    return Partition(
+        **strategy.model_dump(), blocks=family.blocks, static=family.static, radius=family.radius
+    )
+
+
+def cross_distribution_ratio(train_p: float, context_ratio: float, test_p: float) -> float:
+    """Context ratio at test observation ratio ``test_p`` that keeps the training-time input
+    density ``train_p · context_ratio`` (App. G.3): ``min(1, p·r / p′)``."""
+    for name, value in (("train_p", train_p), ("context_ratio", context_ratio), ("test_p", test_p)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name}={value} must lie in (0, 1]")
+    return min(1.0, train_p * context_ratio / test_p)
+
+
+def inference_partition(
+    strategy: PartitionSpec, family: MaskFamily, test_family: MaskFamily | None
+) -> Partition:
+    """The partition of inference: the training one, with the context ratio rescaled by
+    :func:`cross_distribution_ratio` when pixel test masks have another observed fraction."""
+    partition = partition_for(strategy, family)
+    if partition.kind == "pixel" and test_family is not None and test_family.kind == "pixel":
+        ratio = cross_distribution_ratio(family.p, partition.context_ratio, test_family.p)
+        partition = partition.with_context_ratio(ratio)
+    return partition

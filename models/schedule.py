@@ -1,17 +1,15 @@
-"""VP diffusion schedule of the paper's release (METHOD.md "Training", Eq. 1).
+"""VP diffusion schedule of the paper's release (the noising of Eq. 1).
 
 ``α(t) = exp(−¼ t² (β_max − β_min) − ½ t β_min)``, ``σ(t) = √(1 − α²)``, ``t ~ U[t_min, 1]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-@dataclass(frozen=True)
-class VPSchedule:
+class VPSchedule(BaseModel):
     """Variance-preserving schedule.
 
     Attributes:
@@ -20,15 +18,19 @@ class VPSchedule:
         t_min: smallest diffusion time used in training and single-step inference (δ).
     """
 
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    t_min: float = 1e-3
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.beta_min < self.beta_max:
-            raise ValueError(f"schedule needs 0 <= beta_min < beta_max, got {self}")
-        if not 0 < self.t_min < 1:
-            raise ValueError(f"schedule t_min={self.t_min} must lie in (0, 1)")
+    beta_min: float = Field(0.1, ge=0.0)
+    beta_max: float = Field(20.0, gt=0.0)
+    t_min: float = Field(1e-3, gt=0.0, lt=1.0)  # δ of single-step inference
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VPSchedule:
+        if not self.beta_min < self.beta_max:
+            raise ValueError(
+                f"schedule needs beta_min < beta_max, got {self.beta_min}, {self.beta_max}"
+            )
+        return self
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min)

@@ -1,7 +1,8 @@
 """Checkpoints: model ``state_dict`` + the resolved spec as JSON, never pickled classes.
 
 A checkpoint directory holds ``model.pt`` (denoiser weights), ``optimizer.pt`` (to resume) and
-``meta.json`` (step, method, data shape, normalisation, resolved spec). A checkpoint is written
+``meta.json`` (step, data shape, normalisation, the resolved spec and the trained method), whose
+spec and method are read back through the spec parser (:func:`checkpoint_spec`). A checkpoint is written
 as one unit: into a hidden staging directory beside it, which is then renamed into place, so an
 interrupted save leaves the previous checkpoint (or nothing) and never a mix of old and new files.
 """
@@ -19,6 +20,7 @@ import torch
 
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.denoiser import Denoiser
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 
 CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")
 
@@ -71,15 +73,21 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def checkpoint_spec(meta: dict[str, Any]) -> tuple[ExperimentSpec, DiffusionMethod]:
+    """The resolved spec and the trained method of a checkpoint's ``meta.json``, validated."""
+    spec = parse_spec(meta["spec"], "(checkpoint meta.json)")
+    return spec, DiffusionMethod.model_validate(meta["method"])
+
+
 def load_denoiser(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Denoiser, dict]:
     """Rebuild the denoiser from ``meta.json`` and load its weights (``weights_only=True``)."""
     meta = read_meta(directory)
-    spec = meta["spec"]
+    spec, method = checkpoint_spec(meta)
     model = build_denoiser(
-        meta.get("backbone") or spec["backbone"],
-        spec["schedule"],
+        spec.backbone_of(method),
+        spec.schedule,
         channels=len(meta["channels"]),
         frames=meta["frames"],
     )

@@ -1,7 +1,7 @@
 """Connect to Ray: the cluster in ``$RAY_ADDRESS`` (``ray job submit`` sets it) or a new local one.
 
 ``address="local"`` avoids attaching to a stale ``/tmp/ray/ray_current_cluster`` left by a killed
-head (STACK_NOTES.md).
+head (a plain ``ray.init()`` keeps trying to reach it).
 """
 
 from __future__ import annotations

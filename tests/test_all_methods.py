@@ -1,4 +1,4 @@
-"""Issue 4: one spec, all seven methods, one finished MLflow run each with the same metric keys."""
+"""One spec, all seven methods, one finished MLflow run each with the same metric keys."""
 
 from __future__ import annotations
 

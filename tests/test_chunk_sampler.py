@@ -107,7 +107,7 @@ def test_loader_keeps_the_plain_shuffle_when_the_split_fits_the_cache(small_stor
     from torch.utils.data import RandomSampler
 
     from incdyn.datasets.torch_dataset import SplitDataset
-    from incdyn.platform.train.worker import build_training_loader
+    from incdyn.platform.train.loader import build_training_loader
 
     ds = SplitDataset(small_store, "train")
     assert ds.chunks <= ds.cache_chunks
@@ -119,7 +119,7 @@ def test_loader_shards_by_the_spec_seed_over_several_workers(small_store):
     from torch.utils.data import DistributedSampler
 
     from incdyn.datasets.torch_dataset import SplitDataset
-    from incdyn.platform.train.worker import build_training_loader
+    from incdyn.platform.train.loader import build_training_loader
 
     ds = SplitDataset(small_store, "train")
 
@@ -138,7 +138,7 @@ def test_loader_shards_by_the_spec_seed_over_several_workers(small_store):
 
 def test_loader_reads_each_chunk_once_per_epoch_when_the_split_exceeds_the_cache(small_store):
     from incdyn.datasets.torch_dataset import SplitDataset
-    from incdyn.platform.train.worker import build_training_loader
+    from incdyn.platform.train.loader import build_training_loader
 
     ds = SplitDataset(small_store, "train", cache_bytes=3 * 2**20)  # 2 of the 64 chunks
     assert ds.cache_chunks == 2 and ds.chunks == 64

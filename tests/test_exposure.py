@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from incdyn.datasets.masks import MaskFamily, blocks_to_mask
 from incdyn.models.exposure import _block_masks, _exact_exposure, audit, pixel_exposure
 from incdyn.models.partition import Partition
+from incdyn.platform.experiment.exposure_view import exposure_figure, exposure_summary
 
 BLOCK_5_9 = MaskFamily(kind="block", k=5, blocks=3)
 PIXEL_PART = Partition(kind="pixel", context_ratio=0.7, query_ratio=0.7)
@@ -35,7 +36,7 @@ def test_pixel_partition_on_block_masks_has_zero_exposure():
     zero_share = (4 / 9) / (4 / 9 + 5 / 9 * 0.3)  # of the contexts leaving a point outside
     assert abs(report.zero_mass - zero_share) < 0.03
     assert (report.zero_rate_map - zero_share).abs().max() < 0.2
-    assert "ZERO EXPOSURE" in report.summary()
+    assert "ZERO EXPOSURE" in exposure_summary(report)
 
 
 def test_exact_exposure_of_one_context():
@@ -65,7 +66,7 @@ def test_block_partition_on_block_masks_is_positive_and_uniform():
     assert torch.allclose(report.min_map, torch.tensor(0.2), atol=1e-6)
     assert torch.allclose(report.mean_map, torch.tensor(0.2), atol=1e-6)
     assert report.spread == pytest.approx(1.0, abs=1e-5)
-    assert "positive probability" in report.summary()
+    assert "positive probability" in exposure_summary(report)
 
 
 def test_pixel_partition_on_pixel_masks_matches_closed_form():
@@ -104,7 +105,7 @@ def test_zero_exposure_report_flags_the_dimensions_and_draws_a_figure():
     assert report.has_zero_exposure
     assert torch.equal(report.zero_map, report.min_map <= 1e-12)
     assert report.zero_map.shape == (12, 12)
-    fig = report.figure()
+    fig = exposure_figure(report)
     assert isinstance(fig, Figure) and len(fig.axes) >= 2
 
 

@@ -1,4 +1,4 @@
-"""Surviving faults (issue 7, item 2): a killed worker, an interrupted save, a crashed run.
+"""Surviving faults: a killed worker, an interrupted save, a crashed run.
 
 - A Ray Train worker process is killed from outside (SIGKILL) in the middle of a DDP run with
   ``ray.max_failures: 1``: Ray Train restarts the worker group, which resumes from the latest

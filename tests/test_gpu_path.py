@@ -1,4 +1,4 @@
-"""GPU-path options, checked on CPU (issue 7, item 4): bf16 autocast, ``torch.compile``, channels-last.
+"""GPU-path options, checked on CPU: bf16 autocast, ``torch.compile``, channels-last.
 
 Training runs through Ray Train's local mode (``ScalingConfig(num_workers=0)``: the worker loop
 in this process, no cluster), so a test can watch it. Inductor compiles the UNet's training and

@@ -241,7 +241,7 @@ def test_rayjob_runs_an_experiment_spec_that_exists():
     assert (ROOT / "experiments" / "quickstart.yaml").exists()
     spec = ROOT / argv[2]
     if argv[2] == TABLE_SPEC and not spec.exists():
-        pytest.skip(f"{TABLE_SPEC} is not written yet (paper specs, issue 5); the RayJob names it")
+        pytest.skip(f"{TABLE_SPEC} is not written yet; the RayJob names it")
     assert spec.exists(), f"the RayJob entrypoint names {argv[2]}, which does not exist"
 
 

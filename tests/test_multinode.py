@@ -1,4 +1,4 @@
-"""Two Ray nodes on this machine, one DDP worker on each (issue 7, item 1).
+"""Two Ray nodes on this machine, one DDP worker on each .
 
 ``ray.cluster_utils.Cluster`` starts a head node and a second node (a raylet each, 1 CPU each)
 on this machine; ``ray.num_workers=2, ray.cpus_per_worker=1`` then leaves Ray Train one place

@@ -8,12 +8,9 @@ from torch import nn
 
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.partition import Partition
-from incdyn.models.samplers.multistep import (
-    cross_distribution_ratio,
-    direct_impute,
-    multistep_impute,
-)
+from incdyn.models.partition import Partition, cross_distribution_ratio
+from incdyn.models.samplers.direct import direct_impute
+from incdyn.models.samplers.multistep import multistep_impute
 from incdyn.models.samplers.single import ensemble_impute
 from incdyn.models.schedule import VPSchedule
 

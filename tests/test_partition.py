@@ -57,3 +57,31 @@ def test_bad_inputs_are_named():
         Partition(context_ratio=0.0)
     with pytest.raises(ValueError, match="bool"):
         Partition().split(torch.ones(2, 3, 4, 4), torch.Generator())
+
+
+def test_inference_partition_keeps_the_training_input_density():
+    """App. G.3: trained at p with context ratio r, tested at p′, the context ratio becomes
+    min(1, p·r/p′), so the model sees about p·r of the grid as in training."""
+    from incdyn.datasets.masks import MaskFamily
+    from incdyn.models.partition import PartitionSpec, inference_partition, partition_for
+
+    strategy = PartitionSpec(context_ratio=0.5, query_ratio=0.7)
+    train = MaskFamily(p=0.8)
+    same = inference_partition(strategy, train, None)
+    assert same == partition_for(strategy, train) and same.context_ratio == 0.5
+    sparser = inference_partition(strategy, train, MaskFamily(p=0.6))
+    assert sparser.context_ratio == pytest.approx(0.8 * 0.5 / 0.6)
+    assert sparser.query_ratio == 0.7  # only the context ratio moves
+    denser = inference_partition(strategy, MaskFamily(p=0.2), MaskFamily(p=0.8))
+    assert denser.context_ratio == pytest.approx(0.2 * 0.5 / 0.8)
+    assert inference_partition(strategy, train, MaskFamily(p=0.1)).context_ratio == 1.0  # clipped
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(1)) < 0.6
+    ctx = sparser.context(m, g)
+    density = ctx.float().mean() / m.float().mean() * 0.6  # context points per grid point
+    assert float(density) == pytest.approx(0.8 * 0.5, rel=0.03)
+    blocks = PartitionSpec(kind="block")
+    block_family = MaskFamily(kind="block", k=8)
+    assert inference_partition(blocks, block_family, MaskFamily(kind="pixel", p=0.1)) == (
+        partition_for(blocks, block_family)
+    )  # the ratio rule is for pixel partitions only

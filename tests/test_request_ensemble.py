@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from incdyn.datasets.masks import MaskFamily
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.partition import Partition
-from incdyn.models.samplers.request import SAMPLERS, SeededRequest, single_step
+from incdyn.models.samplers.registry import SAMPLERS, SamplerPlan, impute
+from incdyn.models.samplers.request import SeededRequest, impute_requests, single_step
 from incdyn.models.samplers.single import ensemble_impute
 
 
@@ -34,7 +36,7 @@ def _request(i: int, k: int) -> SeededRequest:
 def test_batched_requests_equal_each_request_alone():
     den, part = _denoiser(), Partition(context_ratio=0.6)
     items = [_request(i, k) for i, k in enumerate((1, 4, 2, 5))]
-    out = single_step(den, part, items, max_batch=5)
+    out = single_step(den, SamplerPlan(partition=part, family=MaskFamily(), max_batch=5), items)
     for it, (imputed, spread) in zip(items, out, strict=True):
         g = torch.Generator().manual_seed(it.seed)
         want, want_spread = ensemble_impute(
@@ -45,4 +47,19 @@ def test_batched_requests_equal_each_request_alone():
         observed = it.mask[None].expand_as(it.x)
         assert torch.equal(imputed[observed], it.x[observed])
         assert (spread >= 0).all() and (spread[~observed] > 0).any() == (it.k > 1)
-    assert list(SAMPLERS) == ["single"]
+
+
+def test_every_sampler_serves_each_request_as_alone():
+    """Multi-step and direct requests go one by one, each with its own generator and K."""
+    den = _denoiser()
+    plan = SamplerPlan(partition=Partition(context_ratio=0.6), family=MaskFamily(p=0.5), steps=3)
+    items = [_request(i, k) for i, k in enumerate((2, 3))]
+    assert sorted(SAMPLERS) == ["direct", "multi", "single"]
+    for kind in SAMPLERS:
+        out = impute_requests(kind, den, plan, items)
+        for it, (imputed, spread) in zip(items, out, strict=True):
+            g = torch.Generator().manual_seed(it.seed)
+            alone = SamplerPlan(**{**plan.__dict__, "k": it.k})
+            want, want_spread = impute(kind, den, it.x[None], it.mask[None], alone, generator=g)
+            assert torch.allclose(imputed, want[0], atol=1e-5), kind
+            assert torch.allclose(spread, want_spread[0], atol=1e-5), kind

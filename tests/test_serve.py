@@ -17,10 +17,10 @@ import torch
 
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.samplers.single import ensemble_impute
-from incdyn.platform.checkpoint import load_denoiser, save_checkpoint
+from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, save_checkpoint
+from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.client import ServeError, health, impute
 from incdyn.platform.spec import ExperimentSpec
-from incdyn.platform.train.worker import partition_for
 
 FRAMES, CHANNELS, GRID = 4, ("u", "v"), (8, 8)
 MEAN, STD = [1.0, -2.0], [2.0, 0.5]
@@ -67,7 +67,7 @@ def offline(denoiser, meta, values, mask, *, k, seed):
     std = np.asarray(STD, np.float32).reshape(1, -1, 1, 1)
     x = np.where(mask[:, None], (values - mean) / std, 0).astype(np.float32)
     x = torch.from_numpy(x.transpose(1, 0, 2, 3).copy())[None]
-    partition = partition_for(meta["method"], meta["spec"]["data"]["observation"])
+    partition = sampler_plan(*checkpoint_spec(meta)).partition
     g = torch.Generator().manual_seed(seed)
     imp, spr = ensemble_impute(
         denoiser, x, torch.from_numpy(mask)[None], partition, k=k, generator=g

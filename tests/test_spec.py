@@ -12,7 +12,7 @@ from incdyn.platform.spec import SpecError, apply_overrides, load_spec, parse_sp
 SPECS = sorted(
     p
     for p in (Path(__file__).resolve().parents[1] / "experiments").rglob("*.yaml")
-    if p.name != "claims.yaml"  # a claims file (platform/report/claims.py), not a spec
+    if p.name != "claims.yaml"  # a claims file (platform/report/claims/), not a spec
 )
 
 

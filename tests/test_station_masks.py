@@ -112,15 +112,14 @@ def test_single_station_stays_in_the_context():
 
 
 def test_spec_selects_station_masks_and_partition():
+    from incdyn.models.partition import partition_for
     from incdyn.platform.spec import SpecError, parse_spec
-    from incdyn.platform.train.worker import partition_for
 
     observation = {"kind": "station", "stations": 4, "radius": 2.5}
     method = {"name": "ours", "partition": {"kind": "station", "drop_stations": 2}}
     spec = parse_spec({"name": "t", "data": {"observation": observation}, "methods": [method]})
-    obs = spec.data.observation.model_dump()
-    assert MaskFamily(**obs) == MaskFamily(kind="station", stations=4, radius=2.5)
-    part = partition_for(spec.methods[0].model_dump(mode="json"), obs)
+    assert spec.data.observation == MaskFamily(kind="station", stations=4, radius=2.5)
+    part = partition_for(spec.methods[0].partition, spec.data.observation)
     assert (part.kind, part.radius, part.drop_stations) == ("station", 2.5, 2)
     assert "station 4×r2.5" in spec.setting
     with pytest.raises(SpecError, match="station partition needs station observation masks"):

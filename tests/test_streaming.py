@@ -1,4 +1,4 @@
-"""Streaming reads (issue 7, item 3): memory stays bounded while a store many times larger is read.
+"""Streaming reads: memory stays bounded while a store many times larger is read.
 
 A synthetic store is written directly with datasets/store.py (random values, no PDE solve):
 the training split holds 72 MiB of arrays, the test split 68 MiB. ``SplitDataset`` reads it

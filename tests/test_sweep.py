@@ -203,7 +203,7 @@ def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
     assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
-# -- ASHA: trials stopped early free their resources; own Ray, dashboard on (STACK_NOTES) ---
+# -- ASHA: trials stopped early free their resources; own Ray, dashboard on ---
 
 
 @pytest.mark.slow

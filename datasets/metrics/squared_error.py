@@ -1,7 +1,7 @@
 """Scores shared by every method and baseline: MSE over all and over unobserved points.
 
 Errors are measured in normalised units (each channel divided by its training standard
-deviation, METHOD.md: the release divides vorticity by a constant for the same purpose), so
+deviation; the paper's release divides vorticity by a constant for the same purpose), so
 numbers are comparable across data sets and channels. Accumulates shard by shard.
 """
 

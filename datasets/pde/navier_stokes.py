@@ -117,10 +117,10 @@ class NavierStokesConfig:
 
 
 PRESETS: dict[str, NavierStokesConfig] = {
-    # The paper's resolution (Sec. 4.2: 64×64, 100 frames; it uses 1152 samples). About 0.6 s
-    # per sample on one CPU core (545 steps), so 1152 samples take ~12 min there.
+    # The paper's resolution (Sec. 4.2: 64×64, 100 frames; it uses 1152 samples; 545 solver steps
+    # per sample).
     "paper": NavierStokesConfig(),
-    # Small and quick: 400 samples take about 3 s on one CPU core.
+    # Small and quick: the quick start's data set.
     "quickstart": NavierStokesConfig(
         grid=32,
         frames=16,
@@ -175,8 +175,8 @@ class _Spectral:
 def _one_thread(device: torch.device) -> Iterator[None]:
     """Run CPU work on one intra-op thread, then restore the caller's setting.
 
-    The FFTs here are small: a second thread gains little, and on a busy 2-core machine the
-    threads' waiting made 400 quickstart samples take 30 s instead of 3 s.
+    The FFTs here are small: a second thread gains little, and on a busy machine the threads'
+    waiting costs many times the work itself.
     """
     threads = torch.get_num_threads()
     if device.type == "cpu":

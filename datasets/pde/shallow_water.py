@@ -146,7 +146,7 @@ class ShallowWaterConfig:
 PRESETS: dict[str, ShallowWaterConfig] = {
     # The paper's resolution (App. G.1: 64×64, 50 frames; 5k/1k/1k samples live elsewhere).
     "paper": ShallowWaterConfig(),
-    # Small and quick: 300 samples of 32×32×16 take ~3–5 s on one CPU core (paper: ~0.2 s each).
+    # Small and quick: 32×32 grid, 16 frames.
     "small": ShallowWaterConfig(grid=32, frames=16, dt=0.2 / 3, frame_interval=0.2),
 }
 

@@ -1,38 +1,51 @@
-"""Explicit registry of backbones, and the denoiser built from a resolved spec."""
+"""Explicit registry of backbones, and the denoiser built from their typed options."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
+from pydantic import TypeAdapter
 from torch import nn
 
 from incdyn.models.backbones.fno import FNO
+from incdyn.models.backbones.options import BackboneSpec, FNOSpec, UNetSpec
 from incdyn.models.backbones.unet import UNet
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.schedule import VPSchedule
 
-BACKBONES: dict[str, type[nn.Module]] = {"unet": UNet, "fno": FNO}
+BACKBONES: dict[str, tuple[type[nn.Module], type[UNetSpec | FNOSpec]]] = {
+    "unet": (UNet, UNetSpec),
+    "fno": (FNO, FNOSpec),
+}
+_BACKBONE = TypeAdapter(BackboneSpec)
 
 
-def build_backbone(backbone: dict[str, Any], *, channels: int, frames: int) -> nn.Module:
-    """Instantiate ``backbone["name"]`` with the fields of the spec that its class accepts."""
-    options = dict(backbone)
-    name = options.pop("name")
+def backbone_spec(backbone: UNetSpec | FNOSpec | dict[str, Any]) -> UNetSpec | FNOSpec:
+    """Typed backbone options; a mapping is validated (unknown fields are errors)."""
+    return _BACKBONE.validate_python(backbone)
+
+
+def switch_backbone(options: dict[str, Any], name: str) -> dict[str, Any]:
+    """Options for backbone ``name``: those of ``options`` that it takes, the rest its defaults."""
     if name not in BACKBONES:
         raise ValueError(f"backbone {name!r} is not one of {sorted(BACKBONES)}")
-    cls = BACKBONES[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "channels", "frames"}
-    kwargs = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in accepted
-    }
-    return cls(channels=channels, frames=frames, **kwargs)
+    fields = BACKBONES[name][1].model_fields
+    return {**{k: v for k, v in options.items() if k in fields}, "name": name}
+
+
+def build_backbone(
+    backbone: UNetSpec | FNOSpec | dict[str, Any], *, channels: int, frames: int
+) -> nn.Module:
+    """Instantiate the backbone that ``backbone.name`` names with every one of its options."""
+    spec = backbone_spec(backbone)
+    cls, _ = BACKBONES[spec.name]
+    return cls(channels=channels, frames=frames, **spec.model_dump(exclude={"name"}))
 
 
 def build_denoiser(
-    backbone: dict[str, Any],
-    schedule: dict[str, Any],
+    backbone: UNetSpec | FNOSpec | dict[str, Any],
+    schedule: VPSchedule | dict[str, Any],
     *,
     channels: int,
     frames: int,
@@ -49,4 +62,4 @@ def build_denoiser(
         if seed is not None:
             torch.manual_seed(seed)
         net = build_backbone(backbone, channels=channels, frames=frames)
-    return Denoiser(net, VPSchedule(**schedule))
+    return Denoiser(net, VPSchedule.model_validate(schedule))

@@ -1,13 +1,12 @@
 """Magnitude-preserving UNet backbone after EDM2 (Karras et al. 2024, Sec. 3 and App. B) for
-space-time fields ``(B, C, T, H, W)``: the denoiser ``D_θ(t, M_ctx ⊙ x_t, M_ctx)`` of METHOD.md.
+space-time fields ``(B, C, T, H, W)``: the denoiser ``D_θ(t, M_ctx ⊙ x_t, M_ctx)`` of Eq. 1.
 
-Deviation from the paper's release (METHOD.md "Cost facts"): the release runs a 3-D video UNet
-(spatial convolutions, temporal attention, RMSNorm; 4.2 s per batch-8 training step at
-16×32×32 on 2 CPU cores, and no fit at 100×64×64). Here the T frames are folded into the channel
-axis and a 2-D UNet runs over (H, W): the network input is ``(B, 2C·T, H, W)``, its output
-``(B, C·T, H, W)``, so time is mixed by the channel dimension of every convolution. With the
-defaults (width 64, 5.4 M parameters) a batch-8 training step (forward, backward, Adam) costs
-about 0.30 s at 16×32×32 and 1.1 s at 100×64×64 on 2 cores (circular padding: +10–20%).
+Deviation from the paper's release: the release runs a 3-D video UNet (spatial convolutions,
+temporal attention, RMSNorm), whose temporal attention grows with frames² and whose cost on a
+CPU puts the paper's shapes out of reach. Here the T frames are folded into the channel axis and
+a 2-D UNet runs over (H, W): the network input is ``(B, 2C·T, H, W)``, its output
+``(B, C·T, H, W)``, so time is mixed by the channel dimension of every convolution (the
+benchmark suite compares the two).
 
 Architecture (EDM2 "config G" without class labels; fp32, so no activation clipping):
 - input: ``[M_ctx ⊙ x_t, M_ctx]`` folded to ``2C·T`` channels plus a constant-ones channel;
@@ -22,7 +21,7 @@ Architecture (EDM2 "config G" without class labels; fp32, so no activation clipp
   upsamples ×2 (nearest) and maps to the level's channels, then ``blocks_per_level`` blocks
   each fed the MP-concatenation of the running features and the matching encoder block's
   output. (EDM2 has ``blocks_per_level + 1`` here, the extra ones fed the input-conv and
-  downsampling outputs; dropping them saves ~20% of the work: 0.32 s vs 0.40 s per step.)
+  downsampling outputs; dropping them saves about a fifth of the work.)
 - optional MP cosine self-attention (64 channels per head) in the blocks of
   ``attention_levels``;
 - output: 3×3 conv with a learned gain initialised to 0, so the initial output is exactly 0.

@@ -1,7 +1,6 @@
-"""Multi-step sampler (App. E, Alg. 4), direct inference (App. G.2, Table 4) and the
-cross-distribution context ratio (App. G.3).
+"""Multi-step sampler (App. E, Alg. 4).
 
-Multi-step: a deterministic DDIM reverse process on the VP schedule from ``t = 1`` to ``t_min``
+A deterministic DDIM reverse process on the VP schedule from ``t = 1`` to ``t_min``
 whose clean-data estimate at each step is (Eq. 28)
 
     x̂₀ = w(t)·μ₀ + (1 − w(t))·D_θ(t, M′ ⊙ x_t, M′),   w ∈ {0, t, t²},
@@ -24,6 +23,7 @@ import torch
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.forward import denoise_chunked, ensemble_stats, merge_observed
 from incdyn.models.samplers.single import ensemble_impute
 
 Weight = Literal["zero", "t", "t2"]
@@ -32,19 +32,6 @@ WEIGHTS: dict[str, Callable[[float], float]] = {
     "t": lambda t: t,
     "t2": lambda t: t * t,
 }
-
-
-def _denoise(
-    denoiser: Denoiser, x_t: torch.Tensor, ctx: torch.Tensor, t: float, max_batch: int
-) -> torch.Tensor:
-    """``D_θ(t, ctx ⊙ x_t, ctx)`` for a batch, in chunks of at most ``max_batch``."""
-    tt = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=x_t.dtype)
-    return torch.cat(
-        [
-            denoiser(x_t[i : i + max_batch], ctx[i : i + max_batch], tt[i : i + max_batch])
-            for i in range(0, x_t.shape[0], max_batch)
-        ]
-    )
 
 
 def whole_grid_contexts(
@@ -60,6 +47,16 @@ def whole_grid_contexts(
     frames, h, w = shape
     masks = sample_masks(family, n, frames, h, w, generator).to(device)
     return partition.context(masks, generator)
+
+
+def _weight_of(steps: int, k: int, weight: str) -> Callable[[float], float]:
+    if steps < 1:
+        raise ValueError(f"multi-step sampler needs steps >= 1, got {steps}")
+    if k < 1:
+        raise ValueError(f"ensemble size k={k} must be >= 1")
+    if weight not in WEIGHTS:
+        raise ValueError(f"weight {weight!r} is not one of {sorted(WEIGHTS)}")
+    return WEIGHTS[weight]
 
 
 @torch.no_grad()
@@ -101,13 +98,7 @@ def multistep_impute(
         imputed: observed points equal ``x_obs``; elsewhere the final estimate.
         spread: standard deviation of the final ensemble's members (0 at observed points).
     """
-    if steps < 1:
-        raise ValueError(f"multi-step sampler needs steps >= 1, got {steps}")
-    if k < 1:
-        raise ValueError(f"ensemble size k={k} must be >= 1")
-    if weight not in WEIGHTS:
-        raise ValueError(f"weight {weight!r} is not one of {sorted(WEIGHTS)}")
-    w_of = WEIGHTS[weight]
+    w_of = _weight_of(steps, k, weight)
     step_partition = partition if step_partition is None else step_partition
     schedule = denoiser.schedule
     b, _, frames, h, w = x_obs.shape
@@ -129,7 +120,7 @@ def multistep_impute(
     x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
     for t, t_next in itertools.pairwise(times):
         ctx = whole_grid_contexts(family, step_partition, b, (frames, h, w), generator, device)
-        d = _denoise(denoiser, x, ctx, t, max_batch)
+        d = denoise_chunked(denoiser, x, ctx, t, max_batch)
         x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D
         x0 = torch.where(observed, x_obs, x0)
         a, s = coeffs(t)
@@ -141,47 +132,7 @@ def multistep_impute(
     # Final ensemble step at t_min over K whole-grid context masks.
     t_end = times[-1]
     ctx = whole_grid_contexts(family, step_partition, b * k, (frames, h, w), generator, device)
-    preds = _denoise(denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch)
-    preds = preds.view(b, k, *x_obs.shape[1:])
+    preds = denoise_chunked(denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch)
+    mean, std = ensemble_stats(preds.view(b, k, *x_obs.shape[1:]))
     w_end = w_of(t_end)
-    x0 = torch.lerp(preds.mean(dim=1), mu0, w_end)
-    spread = (1.0 - w_end) * preds.std(dim=1, unbiased=False)
-    imputed = torch.where(observed, x_obs, x0)
-    spread = torch.where(observed, torch.zeros_like(spread), spread)
-    return imputed, spread
-
-
-@torch.no_grad()
-def direct_impute(
-    denoiser: Denoiser,
-    x_obs: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    generator: torch.Generator,
-    t: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Direct inference ``D_θ(δ, M ⊙ x_δ, M)`` with the full observation mask as context
-    (AmbientDiff's way; the "M_ctx = M" row of Table 4). Shapes as :func:`multistep_impute`;
-    the spread is 0 everywhere (one network call, no ensemble)."""
-    schedule = denoiser.schedule
-    observed = mask.unsqueeze(1).expand_as(x_obs)
-    known = torch.where(observed, x_obs, torch.zeros_like(x_obs))
-    tt = torch.full(
-        (x_obs.shape[0],),
-        schedule.t_min if t is None else t,
-        device=x_obs.device,
-        dtype=x_obs.dtype,
-    )
-    eps = torch.randn(x_obs.shape, generator=generator, device=x_obs.device, dtype=x_obs.dtype)
-    x_t = schedule.alpha(tt)[0] * known + schedule.sigma(tt)[0] * eps
-    pred = denoiser(x_t, mask, tt)
-    return torch.where(observed, x_obs, pred), torch.zeros_like(x_obs)
-
-
-def cross_distribution_ratio(train_p: float, context_ratio: float, test_p: float) -> float:
-    """Context ratio at test observation ratio ``test_p`` that keeps the training-time input
-    density ``train_p · context_ratio`` (App. G.3): ``min(1, p·r / p′)``."""
-    for name, value in (("train_p", train_p), ("context_ratio", context_ratio), ("test_p", test_p)):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{name}={value} must lie in (0, 1]")
-    return min(1.0, train_p * context_ratio / test_p)
+    return merge_observed(x_obs, mask, torch.lerp(mean, mu0, w_end), (1.0 - w_end) * std)

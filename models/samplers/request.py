@@ -1,20 +1,21 @@
-"""Ensemble imputation of many independently seeded requests in one network batch (Sec. 3.3).
+"""Imputation of many independently seeded requests (the serving path of the samplers).
 
-The serving path of ``ensemble_impute``: every request draws its K context masks, then its noise
-``ε``, from its own ``Generator().manual_seed(seed)`` — exactly the draws ``ensemble_impute``
-makes for that request alone — and the rows of all requests (``Σ K_i``, mixed K allowed) go
-through the network together. A request's answer thus does not depend on its batch-mates.
+Every request draws its masks and noise from its own ``Generator().manual_seed(seed)`` — the
+draws the sampler makes for that request alone — so a request's answer does not depend on its
+batch-mates. The single-step ensemble batches the rows of all requests (``Σ K_i``, mixed K
+allowed) through the network together; the other samplers run request by request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.partition import Partition
+from incdyn.models.samplers.forward import denoise_chunked, ensemble_stats, merge_observed, noised
+from incdyn.models.samplers.registry import SamplerPlan, impute
 
 
 @dataclass
@@ -34,42 +35,50 @@ class SeededRequest:
     seed: int
 
 
+def _generator(item: SeededRequest) -> torch.Generator:
+    return torch.Generator(device=item.x.device).manual_seed(item.seed)
+
+
 @torch.no_grad()
 def single_step(
-    denoiser: Denoiser, partition: Partition, items: list[SeededRequest], *, max_batch: int = 256
+    denoiser: Denoiser, plan: SamplerPlan, items: list[SeededRequest]
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Single-step ensemble of every request; returns ``(imputed, spread)`` per request, both
-    ``(C, T, H, W)``: observed points are ``x``, elsewhere the ensemble mean and its std."""
-    schedule = denoiser.schedule
-    xs, ctxs, epss = [], [], []
+    """Single-step ensemble of every request in one chunked network pass; ``(imputed, spread)``
+    per request, both ``(C, T, H, W)``."""
+    xs, ctxs, ts = [], [], []
     for it in items:
-        g = torch.Generator(device=it.x.device).manual_seed(it.seed)
-        ctxs.append(partition.context(it.mask[None].repeat_interleave(it.k, dim=0), g))
-        x = it.x[None].repeat_interleave(it.k, dim=0)
-        xs.append(x)
-        epss.append(torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype))
-    x, ctx, eps = torch.cat(xs), torch.cat(ctxs), torch.cat(epss)
-    tt = torch.full((x.shape[0],), schedule.t_min, device=x.device, dtype=x.dtype)
-    x_t = schedule.alpha(tt)[0] * x + schedule.sigma(tt)[0] * eps
-    preds = torch.cat(
-        [
-            denoiser(x_t[i : i + max_batch], ctx[i : i + max_batch], tt[i : i + max_batch])
-            for i in range(0, x.shape[0], max_batch)
-        ]
-    )
+        g = _generator(it)
+        ctxs.append(plan.partition.context(it.mask[None].repeat_interleave(it.k, dim=0), g))
+        x_t, tt = noised(
+            denoiser, it.x[None].repeat_interleave(it.k, dim=0), denoiser.schedule.t_min, g
+        )
+        xs.append(x_t)
+        ts.append(tt)
+    preds = denoise_chunked(denoiser, torch.cat(xs), torch.cat(ctxs), torch.cat(ts), plan.max_batch)
     out, start = [], 0
     for it in items:
-        p = preds[start : start + it.k]
+        mean, std = ensemble_stats(preds[None, start : start + it.k])
         start += it.k
-        observed = it.mask[None].expand_as(it.x)
-        imputed = torch.where(observed, it.x, p.mean(dim=0))
-        spread = torch.where(observed, 0.0, p.std(dim=0, unbiased=False))
+        imputed, spread = merge_observed(it.x, it.mask, mean[0], std[0])
         out.append((imputed, spread))
     return out
 
 
-RequestSampler = Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]
-
-# The serving option ``sampler`` names one of these. A multi-step sampler (Alg. 4) joins with
-# the same signature: (denoiser, partition, items, *, max_batch) -> [(imputed, spread), ...].
-SAMPLERS: dict[str, RequestSampler] = {"single": single_step}
+def impute_requests(
+    kind: str, denoiser: Denoiser, plan: SamplerPlan, items: list[SeededRequest]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(imputed, spread)`` per request with sampler ``kind`` and each request's own K."""
+    if kind == "single":
+        return single_step(denoiser, plan, items)
+    out = []
+    for it in items:
+        imputed, spread = impute(
+            kind,
+            denoiser,
+            it.x[None],
+            it.mask[None],
+            dataclasses.replace(plan, k=it.k),
+            generator=_generator(it),
+        )
+        out.append((imputed[0], spread[0]))
+    return out

@@ -11,6 +11,7 @@ import torch
 
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.partition import Partition
+from incdyn.models.samplers.forward import denoise_chunked, ensemble_stats, merge_observed, noised
 
 
 @torch.no_grad()
@@ -42,25 +43,9 @@ def ensemble_impute(
     """
     if k < 1:
         raise ValueError(f"ensemble size k={k} must be >= 1")
-    schedule = denoiser.schedule
     b = x_obs.shape[0]
-    t_val = schedule.t_min if t is None else t
-    masks = mask.repeat_interleave(k, dim=0)
-    ctx = partition.context(masks, generator)
+    ctx = partition.context(mask.repeat_interleave(k, dim=0), generator)
     x = torch.where(mask.unsqueeze(1), x_obs, torch.zeros_like(x_obs)).repeat_interleave(k, dim=0)
-    tt = torch.full((b * k,), t_val, device=x.device, dtype=x.dtype)
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    x_t = schedule.alpha(tt)[0] * x + schedule.sigma(tt)[0] * eps
-    preds = torch.cat(
-        [
-            denoiser(x_t[i : i + max_batch], ctx[i : i + max_batch], tt[i : i + max_batch])
-            for i in range(0, b * k, max_batch)
-        ]
-    )
-    preds = preds.view(b, k, *x_obs.shape[1:])
-    mean = preds.mean(dim=1)
-    spread = preds.std(dim=1, unbiased=False)
-    observed = mask.unsqueeze(1).expand_as(x_obs)
-    imputed = torch.where(observed, x_obs, mean)
-    spread = torch.where(observed, torch.zeros_like(spread), spread)
-    return imputed, spread
+    x_t, tt = noised(denoiser, x, denoiser.schedule.t_min if t is None else t, generator)
+    preds = denoise_chunked(denoiser, x_t, ctx, tt, max_batch).view(b, k, *x_obs.shape[1:])
+    return merge_observed(x_obs, mask, *ensemble_stats(preds))

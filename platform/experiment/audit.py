@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from incdyn.datasets.generators import make_config
-from incdyn.datasets.masks import MaskFamily
 from incdyn.models.exposure import ExposureReport, audit
+from incdyn.models.partition import partition_for
+from incdyn.platform.experiment.exposure_view import exposure_figure, exposure_summary
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, SpecError
-from incdyn.platform.train.worker import partition_for
 
 
 def audit_spec(spec: ExperimentSpec, *, samples: int = 2000) -> dict[str, ExposureReport]:
@@ -27,13 +27,12 @@ def audit_spec(spec: ExperimentSpec, *, samples: int = 2000) -> dict[str, Exposu
     grid = getattr(cfg, "grid", None)
     h, w = (grid, grid) if isinstance(grid, int) else tuple(grid or (32, 32))
     frames = getattr(cfg, "frames", 1)
-    observation = spec.data.observation.model_dump()
-    family = MaskFamily(**observation)
+    family = spec.data.observation
     reports = {}
     for method in spec.methods:
         if not isinstance(method, DiffusionMethod):
             continue
-        partition = partition_for(method.model_dump(mode="json"), observation)
+        partition = partition_for(method.partition, family)
         g = torch.Generator().manual_seed(spec.seed)
         reports[method.name] = audit(
             family, partition, frames=frames, h=h, w=w, samples=samples, generator=g
@@ -48,7 +47,7 @@ def check_exposure(spec: ExperimentSpec) -> dict[str, ExposureReport]:
     for m in spec.methods:
         report = reports.get(m.name)
         if report is not None and report.zero_fraction > 0 and not m.allow_zero_exposure:
-            bad.append(f"method {m.name!r}: {report.summary()}")
+            bad.append(f"method {m.name!r}: {exposure_summary(report)}")
     if bad:
         raise SpecError(
             "the exposure audit (Theorem 1, Principle 1) found dimensions that are never queried:\n  "
@@ -66,9 +65,9 @@ def run_audit(spec: ExperimentSpec, out_dir: str | Path) -> int:
     status = 0
     for variant in spec.variants():
         for name, report in audit_spec(variant).items():
-            print(f"[{variant.name}] {name}: {report.summary()}")
+            print(f"[{variant.name}] {name}: {exposure_summary(report)}")
             path = out / f"{variant.name}-{name}-exposure.png"
-            report.figure().savefig(path, dpi=100)
+            exposure_figure(report).savefig(path, dpi=100)
             print(f"  map: {path}")
             if report.zero_fraction > 0:
                 status = 1

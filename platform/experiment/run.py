@@ -18,11 +18,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.build import build_store, store_config
-from incdyn.datasets.masks import MaskFamily
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.evaluate import (
     Evaluation,
-    diffusion_options,
     evaluate_classical,
     evaluate_diffusion,
 )
@@ -56,9 +54,9 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
         params=dict(d.params),
         sizes={"train": d.n_train, "val": d.n_val, "test": d.n_test},
         chunk=d.chunk,
-        family=MaskFamily(**d.observation.model_dump()),
+        family=d.observation,
         seed=spec.seed,
-        test_family=MaskFamily(**d.test_observation.model_dump()) if d.test_observation else None,
+        test_family=d.test_observation,
     )
     url = store_url_of(spec)
     status = build_store(url, config, progress=progress)
@@ -87,7 +85,7 @@ def _run_method(
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-        return evaluate_diffusion(ckpt, store_url=url, **diffusion_options(spec, method))
+        return evaluate_diffusion(ckpt, spec, method, store_url=url)
 
 
 def format_table(rows: list[dict]) -> str:

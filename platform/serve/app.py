@@ -17,6 +17,7 @@ Start it with ``incdyn serve MODEL`` (platform/serve/cli.py) or ``serve.run(buil
 # route signatures that Serve's ingress rewrites (with string annotations it took `request` for
 # a query parameter).
 import asyncio
+import dataclasses
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +31,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from incdyn.models.samplers.request import SAMPLERS, SeededRequest
-from incdyn.platform.checkpoint import load_denoiser, read_meta
+from incdyn.models.samplers.registry import SAMPLERS
+from incdyn.models.samplers.request import SeededRequest, impute_requests
+from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, read_meta
+from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.codec import (
     RequestError,
     SampleShape,
@@ -43,7 +46,6 @@ from incdyn.platform.serve.codec import (
     parse_options,
     to_sample,
 )
-from incdyn.platform.train.worker import partition_for
 
 logger = logging.getLogger("ray.serve")
 
@@ -133,8 +135,8 @@ class Imputer:
         self.denoiser, self.meta = load_denoiser(
             resolve_checkpoint(model, tracking_uri), config.device
         )
-        spec = self.meta["spec"]
-        self.partition = partition_for(self.meta["method"], spec["data"]["observation"])
+        self.spec, self.method = checkpoint_spec(self.meta)
+        self.plan = sampler_plan(self.spec, self.method)
         grid = config.grid or self.meta.get("grid")
         self.shape = SampleShape(
             frames=int(self.meta["frames"]),
@@ -144,7 +146,7 @@ class Imputer:
         norm = self.meta["normalization"]
         self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-        self.default_k = min(int(self.meta["method"].get("ensemble", 10)), config.max_k)
+        self.default_k = min(self.method.ensemble, config.max_k)
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impute")
         self._batched.set_max_batch_size(config.max_batch_size)
@@ -278,12 +280,8 @@ class Imputer:
         for name in dict.fromkeys(name for name, _ in jobs):
             idx = [i for i, (n, _) in enumerate(jobs) if n == name]
             try:
-                outs = SAMPLERS[name](
-                    self.denoiser,
-                    self.partition,
-                    [jobs[i][1] for i in idx],
-                    max_batch=self.config.max_network_batch,
-                )
+                plan = dataclasses.replace(self.plan, max_batch=self.config.max_network_batch)
+                outs = impute_requests(name, self.denoiser, plan, [jobs[i][1] for i in idx])
                 for i, o in zip(idx, outs, strict=True):
                     results[i] = (True, o)
             except Exception as exc:

@@ -4,8 +4,15 @@ Unknown keys and bad values are :class:`SpecError`\ s that name the field and wh
 ``--set a.b=value`` overrides a field (list items of ``methods`` by position or by ``name``).
 """
 
+from incdyn.models.backbones.options import FNOSpec, UNetSpec
 from incdyn.platform.spec.base import SpecError, Strict
-from incdyn.platform.spec.loading import apply_overrides, dump_spec, load_spec, parse_spec
+from incdyn.platform.spec.loading import (
+    add_spec_arguments,
+    apply_overrides,
+    dump_spec,
+    load_spec,
+    parse_spec,
+)
 from incdyn.platform.spec.schema import (
     CLASSICAL_KINDS,
     BackboneSpec,
@@ -33,6 +40,7 @@ __all__ = [
     "DiffusionMethod",
     "EvaluationSpec",
     "ExperimentSpec",
+    "FNOSpec",
     "MethodSpec",
     "MlflowSpec",
     "ObservationSpec",
@@ -44,6 +52,8 @@ __all__ = [
     "SpecError",
     "Strict",
     "TrainingSpec",
+    "UNetSpec",
+    "add_spec_arguments",
     "apply_overrides",
     "dump_spec",
     "load_spec",

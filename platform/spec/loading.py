@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from incdyn.models.backbones.options import FNOSpec, UNetSpec
 from incdyn.platform.spec.base import SpecError
 from incdyn.platform.spec.schema import ClassicalMethod, DiffusionMethod, ExperimentSpec
+
+# Tags of the spec's tagged unions, as pydantic puts them in an error's location.
+_UNION_TAGS: dict[str, type[BaseModel]] = {
+    "diffusion": DiffusionMethod,
+    "classical": ClassicalMethod,
+    "unet": UNetSpec,
+    "fno": FNOSpec,
+}
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
@@ -19,8 +29,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     for part in loc:
         if isinstance(part, int):
             continue
-        if part in ("diffusion", "classical"):
-            current = DiffusionMethod if part == "diffusion" else ClassicalMethod
+        if part in _UNION_TAGS:
+            current = _UNION_TAGS[part]
             continue
         if isinstance(current, type) and issubclass(current, BaseModel):
             if part in current.model_fields:
@@ -40,12 +50,14 @@ def _format(exc: ValidationError, source: str) -> SpecError:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc if p not in ("diffusion", "classical"))
+        path = ".".join(str(p) for p in loc if p not in _UNION_TAGS)
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(ExperimentSpec, loc[:-1])
             lines.append(f"{path}: unknown key; allowed keys here: {', '.join(allowed or [])}")
-        elif err["type"] == "method_kind":
-            lines.append(f"{path}.kind: {err['msg']} (got {err['input'].get('kind')!r})")
+        elif err["type"] in ("method_kind", "backbone_name"):
+            key = "kind" if err["type"] == "method_kind" else "name"
+            got = err["input"].get(key) if isinstance(err["input"], dict) else err["input"]
+            lines.append(f"{path}.{key}: {err['msg']} (got {got!r})")
         else:
             got = err.get("input")
             shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
@@ -135,3 +147,16 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
 
 def dump_spec(spec: ExperimentSpec) -> str:
     return yaml.safe_dump(spec.to_dict(), sort_keys=False)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command's ``SPEC`` argument and its ``--set key=value`` overrides."""
+    parser.add_argument("spec", help="experiment spec (YAML)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. training.steps=200 or methods.ours.ensemble=5",
+    )

@@ -7,29 +7,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from incdyn.datasets.masks import MaskFamily
+from incdyn.models.backbones.options import BackboneSpec, UNetSpec
+from incdyn.models.partition import PartitionSpec
+from incdyn.models.schedule import VPSchedule
 from incdyn.platform.spec.base import Strict
 
+# Sections whose model lives with the concept it configures (one definition each).
+ObservationSpec = MaskFamily  # observation-mask family p(M) (Sec. 4.1)
+ScheduleSpec = VPSchedule  # VP diffusion schedule
+
 Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
-
-
-class ObservationSpec(Strict):
-    """Observation-mask family p(M) (Sec. 4.1)."""
-
-    kind: Literal["pixel", "block", "station"] = "pixel"  # i.i.d. points, tiles, sensor disks
-    p: Ratio = 0.2  # pixel: observed fraction
-    k: int = Field(8, ge=1)  # block: observed tiles
-    blocks: int = Field(3, ge=1)  # block: tiles per side
-    static: bool = True  # one spatial mask repeated over all frames
-    stations: int = Field(8, ge=1)  # station: sensor sites per mask
-    radius: float = Field(3.0, ge=0.0)  # station: observed disk radius in grid points
-
-    @model_validator(mode="after")
-    def _k_fits(self) -> ObservationSpec:
-        if self.k > self.blocks**2:
-            raise ValueError(
-                f"k={self.k} exceeds the {self.blocks**2} tiles of a {self.blocks}x{self.blocks} grid"
-            )
-        return self
 
 
 class DataSpec(Strict):
@@ -47,34 +35,6 @@ class DataSpec(Strict):
     chunk: int = Field(32, ge=1)  # samples per zarr chunk and per generation task
     observation: ObservationSpec = ObservationSpec()
     test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
-
-
-class PartitionSpec(Strict):
-    """Context/query partition strategy (Sec. 3.2)."""
-
-    kind: Literal["pixel", "block", "station"] = "pixel"
-    context_ratio: Ratio = 0.7
-    query_ratio: Ratio = 0.7
-    drop_blocks: int = Field(1, ge=1)  # block: observed tiles moved from context to query
-    drop_stations: int = Field(1, ge=1)  # station: whole stations moved from context to query
-    query_all: bool = False  # block/station: query all of M, not only the dropped part
-
-
-class BackboneSpec(Strict):
-    """Network ``D_θ``: EDM2-style UNet (frames folded into channels) or FNO (Table 5).
-
-    Fields a backbone does not take are ignored by it (``mults`` for the FNO, ``modes`` for the UNet).
-    """
-
-    name: Literal["unet", "fno"] = "unet"
-    width: int = Field(32, ge=4)  # channels at the finest level (UNet) / lifted width (FNO)
-    mults: tuple[int, ...] = (1, 2, 2)  # UNet: channel multiplier per level
-    blocks_per_level: int = Field(2, ge=1)  # UNet: residual blocks per level
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # UNet
-    modes: int = Field(12, ge=1)  # FNO: Fourier modes kept per direction
-    layers: int = Field(4, ge=1)  # FNO: spectral layers
-    padding_mode: Literal["zeros", "circular"] = "circular"  # circular for periodic domains
-    channels_last: bool = True  # UNet: convolutions in channels-last layout (GPU, oneDNN)
 
 
 class SamplerSpec(Strict):
@@ -128,14 +88,6 @@ MethodSpec = Annotated[
 ]
 
 
-class ScheduleSpec(Strict):
-    """VP diffusion schedule (METHOD.md)."""
-
-    beta_min: float = Field(0.1, ge=0.0)
-    beta_max: float = Field(20.0, gt=0.0)
-    t_min: float = Field(1e-3, gt=0.0, lt=1.0)  # δ of single-step inference
-
-
 class TrainingSpec(Strict):
     """Optimisation (release: Adam 1e-3, betas (0.95, 0.999), batch 8)."""
 
@@ -160,6 +112,7 @@ class EvaluationSpec(Strict):
     max_samples: int | None = Field(None, ge=1)  # evaluate only the first N test samples
     val_samples: int | None = Field(None, ge=1)  # validation samples imputed (None: all)
     batch_size: int = Field(8, ge=1)  # samples per network call (× K context masks)
+    max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     figure: bool = True  # log truth / observed / imputed / error figures
 
 
@@ -196,7 +149,7 @@ class ExperimentSpec(Strict):
     seeds: list[int] = []  # repeat every method with these training/sampling seeds (mean ± std)
     data: DataSpec = DataSpec()
     methods: list[MethodSpec] = Field(min_length=1)
-    backbone: BackboneSpec = BackboneSpec()
+    backbone: BackboneSpec = UNetSpec()
     schedule: ScheduleSpec = ScheduleSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from incdyn.platform.spec import add_spec_arguments
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -30,15 +32,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep", help="Ray Tune sweep of a diffusion method's context/query ratios and backbone"
     )
-    p.add_argument("spec", help="experiment spec (YAML)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field, e.g. training.steps=200",
-    )
+    add_spec_arguments(p)
     p.add_argument(
         "--mode",
         choices=["grid", "asha"],

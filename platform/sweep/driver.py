@@ -79,6 +79,19 @@ def _search(
     return {k: tune.choice(v) for k, v in axes.items()} | {"seed": spec.seed}, scheduler
 
 
+def _check_trials(
+    spec: ExperimentSpec, variants: list[ExperimentSpec], method: str | None, axes: dict
+) -> None:
+    """Every trial's spec validates and passes the exposure audit, before Ray starts."""
+    for variant in variants:
+        for c, q, b in itertools.product(*axes.values()):
+            trial, _ = trial_spec(
+                variant, method=method, context_ratio=c, query_ratio=q, backbone=b, seed=spec.seed
+            )
+            if b == axes["backbone"][0]:  # the audit does not depend on the backbone
+                check_exposure(trial)
+
+
 def run_sweep(
     spec: ExperimentSpec,
     *,
@@ -115,13 +128,7 @@ def run_sweep(
         "backbone": list(backbones or [spec.backbone_of(template).name]),
     }
     variants = spec.variants()
-    for variant in variants:  # bad values and zero-exposure partitions fail before Ray starts
-        for c, q, b in itertools.product(*axes.values()):
-            trial, _ = trial_spec(
-                variant, method=method, context_ratio=c, query_ratio=q, backbone=b, seed=spec.seed
-            )
-            if b == axes["backbone"][0]:  # the audit does not depend on the backbone
-                check_exposure(trial)
+    _check_trials(spec, variants, method, axes)
     seeds = spec.run_seeds if mode == "grid" else [spec.seed]
     n_trials = (
         math.prod(len(v) for v in axes.values()) * len(seeds) if mode == "grid" else num_samples
@@ -160,6 +167,35 @@ def run_sweep(
         )
         for variant in variants
     ]
+
+
+def _tuner(
+    spec: ExperimentSpec,
+    trainable: Any,
+    space: dict[str, Any],
+    scheduler: ASHAScheduler | None,
+    num_samples: int,
+    plan: TrialResources,
+    name: str,
+    progress: bool,
+) -> tune.Tuner:
+    """The Tune run of one sweep: token-CPU trials, at most ``plan.concurrent`` at a time."""
+    return tune.Tuner(
+        tune.with_resources(trainable, {"cpu": TRIAL_CPU}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples,
+            # the concurrency limit lives here: Tune ignores max_concurrent_trials when a
+            # search_alg is given; random_state: the same draws for the same spec seed
+            search_alg=BasicVariantGenerator(
+                max_concurrent=plan.concurrent, random_state=spec.seed
+            ),
+            scheduler=scheduler,
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path(spec), verbose=1 if progress else 0
+        ),
+    )
 
 
 def _sweep_setting(
@@ -219,22 +255,7 @@ def _sweep_setting(
             f"MLflow run {parent_id}",
             flush=True,
         )
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": TRIAL_CPU}),
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                num_samples=num_samples,
-                # the concurrency limit lives here: Tune ignores max_concurrent_trials when a
-                # search_alg is given; random_state: the same draws for the same spec seed
-                search_alg=BasicVariantGenerator(
-                    max_concurrent=plan.concurrent, random_state=spec.seed
-                ),
-                scheduler=scheduler,
-            ),
-            run_config=tune.RunConfig(
-                name=name, storage_path=storage_path(spec), verbose=1 if progress else 0
-            ),
-        )
+        tuner = _tuner(spec, trainable, space, scheduler, num_samples, plan, name, progress)
         grid = tuner.fit()
         errors = {r.path: str(r.error) for r in grid if r.error}  # trial path → error
         trials = collect_trials(client, experiment_id, parent_id, errors)

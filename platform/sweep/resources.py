@@ -3,7 +3,7 @@
 A Tune trial here is a function that only waits on the ``TorchTrainer`` it builds: it holds a
 token ``TRIAL_CPU``, its Train workers hold the real resources. Concurrent trials must fit
 together: otherwise running trials' functions hold the CPUs that their own Train workers wait for,
-forever (STACK_NOTES.md, the 2-core deadlock).
+forever (seen on a 2-core machine: Train workers waiting for CPUs that never free up).
 """
 
 from __future__ import annotations

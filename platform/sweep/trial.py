@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from incdyn.platform.experiment.evaluate import Evaluation, diffusion_options, evaluate_diffusion
+from incdyn.models.backbones.registry import switch_backbone
+from incdyn.platform.experiment.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 from incdyn.platform.tracking import (
@@ -60,12 +61,14 @@ def trial_spec(
     """The resolved spec of one trial: only the swept method, with these ratios, backbone, seed.
 
     ``spec`` has one data setting (a variant). The backbone name replaces the method's own
-    backbone if it has one, else the experiment's; its other fields carry over.
+    backbone if it has one, else the experiment's; its other fields carry over where the new
+    backbone takes them (``width`` and ``padding_mode`` from a UNet to an FNO, say).
     """
     d = resolved_dict(spec)
     m = swept_method(spec, method).model_dump(mode="json")
     m["partition"].update(context_ratio=context_ratio, query_ratio=query_ratio)
-    (m["backbone"] or d["backbone"])["name"] = backbone
+    target = m if m["backbone"] else d
+    target["backbone"] = switch_backbone(target["backbone"], backbone)
     d.update(methods=[m], seed=seed, seeds=[])
     d["ray"].update(ray_fields)
     source = f"{spec.name} trial (context_ratio={context_ratio}, query_ratio={query_ratio}, backbone={backbone})"
@@ -77,11 +80,33 @@ def variant_label(config: dict[str, Any]) -> str:
     return f"ctx={config['context_ratio']:g} qry={config['query_ratio']:g} {config['backbone']}"
 
 
-def _evaluate(checkpoint: ray.train.Checkpoint, threads: int, **kwargs: Any) -> Evaluation:
+def _evaluate(
+    checkpoint: ray.train.Checkpoint,
+    threads: int,
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    store_url: str,
+) -> Evaluation:
     """Test-split imputation, as a Ray task holding what the Train workers released."""
     torch.set_num_threads(threads)
     with checkpoint.as_directory() as d:
-        return evaluate_diffusion(d, **kwargs)
+        return evaluate_diffusion(d, spec, method, store_url=store_url)
+
+
+def _evaluate_remote(
+    checkpoint: ray.train.Checkpoint,
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    store_url: str,
+    cpus_per_worker: float,
+) -> Evaluation:
+    task = ray.remote(_evaluate).options(
+        num_cpus=cpus_per_worker,
+        num_gpus=1 if spec.ray.use_gpu else 0,
+        scheduling_strategy="DEFAULT",
+    )
+    threads = max(1, int(cpus_per_worker))
+    return ray.get(task.remote(checkpoint, threads, spec, method, store_url))
 
 
 def run_trial(
@@ -139,26 +164,13 @@ def run_trial(
 
     # 2. Impute the test split in a task with the workers' resources, outside the trial's
     #    0.01-CPU placement group (which it would not fit).
-    ev_spec = spec.evaluation
-    task = ray.remote(_evaluate).options(
-        num_cpus=cpus_per_worker,
-        num_gpus=1 if spec.ray.use_gpu else 0,
-        scheduling_strategy="DEFAULT",
-    )
-    ev: Evaluation = ray.get(
-        task.remote(
-            result.checkpoint,
-            max(1, int(cpus_per_worker)),
-            store_url=store_url,
-            **diffusion_options(spec, m),
-        )
-    )
+    ev = _evaluate_remote(result.checkpoint, spec, m, store_url, cpus_per_worker)
 
     # 3. Record checkpoint, test metrics, figure; the run is FINISHED only once evaluated.
     with result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
     figure = None
-    if ev_spec.figure:
+    if spec.evaluation.figure:
         title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
         figure = imputation_figure(
             ev.example_truth, ev.example_mask, ev.example_imputed, title=title

@@ -3,7 +3,7 @@
 The run's name is derived from the resolved spec (no timestamps): rerunning the same spec
 resumes from its latest checkpoint in ``RunConfig.storage_path``. A run whose latest checkpoint
 already holds every step is read back with ``Result.from_path`` without starting a worker group
-(MissDiff's twin ``r1.0`` in ``experiments/repro_cpu``: 18-21 s per seed before, 1.6-1.8 s now).
+(e.g. MissDiff's twin ``r1.0`` in ``experiments/repro_cpu``, which shares MissDiff's training).
 """
 
 from __future__ import annotations

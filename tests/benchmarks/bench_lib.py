@@ -23,7 +23,7 @@ from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import Partition
-from incdyn.platform.spec import BackboneSpec, ScheduleSpec
+from incdyn.platform.spec import ScheduleSpec, UNetSpec
 
 HERE = Path(__file__).resolve().parent
 GIB = 2**30
@@ -81,8 +81,8 @@ def gemm_peak(n: int = 2048, threads: int = 2, repeat: int = 10,
 
 
 def default_backbone(**overrides: Any) -> dict[str, Any]:
-    """incdyn's default backbone: the spec's ``BackboneSpec()`` (UNet width 32, mults 1-2-2)."""
-    return {**BackboneSpec().model_dump(mode="json"), **overrides}
+    """incdyn's default backbone: the spec's ``UNetSpec()`` (UNet width 32, mults 1-2-2)."""
+    return {**UNetSpec().model_dump(mode="json"), **overrides}
 
 
 def make_model(*, channels: int, frames: int, backbone: dict | None = None, seed: int = 0,

@@ -23,10 +23,11 @@ from torch.utils.data import DataLoader
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.objective import data_matching_loss
+from incdyn.models.partition import partition_for
 from incdyn.platform.experiment.run import ensure_data
 from incdyn.platform.spec import ExperimentSpec, parse_spec
 from incdyn.platform.train.driver import train_method
-from incdyn.platform.train.worker import learning_rate, partition_for
+from incdyn.platform.train.lr_schedule import learning_rate
 
 RAY_TARGET = 0.95  # Ray Train steps/s over bare steps/s
 WINDOW = 8  # steps per report: one epoch of the 64-sample store at batch 8
@@ -64,28 +65,28 @@ def bare_loop(spec: ExperimentSpec, url: str, *, threads: int) -> dict[str, Any]
     loop, and the wall time from data set and model construction to the last step."""
     t_start = time.perf_counter()
     torch.set_num_threads(threads)
-    training, method = spec.training.model_dump(), spec.methods[0].model_dump(mode="json")
-    partition = partition_for(method, spec.data.observation.model_dump())
+    training = spec.training
+    partition = partition_for(spec.methods[0].partition, spec.data.observation)
     train_set = SplitDataset(url, "train")
-    loader = DataLoader(train_set, batch_size=training["batch_size"], shuffle=True,
+    loader = DataLoader(train_set, batch_size=training.batch_size, shuffle=True,
                         drop_last=True, generator=torch.Generator().manual_seed(spec.seed))  # fmt: skip
-    model = build_denoiser(spec.backbone.model_dump(mode="json"), spec.schedule.model_dump(),
+    model = build_denoiser(spec.backbone, spec.schedule,
                            channels=len(train_set.channels), frames=train_set.shape[0])  # fmt: skip
-    opt = torch.optim.Adam(model.parameters(), lr=training["lr"], betas=training["betas"])
+    opt = torch.optim.Adam(model.parameters(), lr=training.lr, betas=training.betas)
     g = torch.Generator().manual_seed(spec.seed * 100_003)
     step, t0 = 0, time.perf_counter()
     windows, tw = [], t0
     model.train()
-    while step < training["steps"]:
+    while step < training.steps:
         for batch in loader:
-            if step >= training["steps"]:
+            if step >= training.steps:
                 break
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, training)
             loss = data_matching_loss(model, batch["x_obs"], batch["mask"], partition, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
             opt.step()
             loss.item()
             step += 1

@@ -28,9 +28,9 @@ import torch
 
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.samplers.single import ensemble_impute
-from incdyn.platform.checkpoint import load_denoiser, read_meta, save_checkpoint
+from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, read_meta, save_checkpoint
+from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.client import impute
-from incdyn.platform.train.worker import partition_for
 
 
 def build_checkpoint(directory: Path, *, channels: int, frames: int, width: int) -> Path:
@@ -103,7 +103,7 @@ def load(url: str, reqs: list[dict], *, concurrency: int, k: int, binary: bool, 
 def offline(checkpoint: Path, reqs: list[dict], *, k: int, batch: int) -> dict:
     """The same requests imputed in this process, ``batch`` requests per ``ensemble_impute``."""
     denoiser, meta = load_denoiser(checkpoint)
-    partition = partition_for(meta["method"], meta["spec"]["data"]["observation"])
+    partition = sampler_plan(*checkpoint_spec(meta)).partition
     mean = np.asarray(meta["normalization"]["mean"], np.float32).reshape(1, 1, -1, 1, 1)
     std = np.asarray(meta["normalization"]["std"], np.float32).reshape(1, 1, -1, 1, 1)
     g = torch.Generator().manual_seed(0)
