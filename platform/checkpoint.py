@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from incdyn.models.backbones.registry import build_denoiser
+from incdyn.models.backbones.registry import build_denoiser, switch_backbone
 from incdyn.models.denoiser import Denoiser
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 
@@ -75,8 +75,20 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
 
 def checkpoint_spec(meta: dict[str, Any]) -> tuple[ExperimentSpec, DiffusionMethod]:
     """The resolved spec and the trained method of a checkpoint's ``meta.json``, validated."""
-    spec = parse_spec(meta["spec"], "(checkpoint meta.json)")
-    return spec, DiffusionMethod.model_validate(meta["method"])
+    raw, method = dict(meta["spec"]), dict(meta["method"])
+    # checkpoints written before backbones had their own options carry every backbone field
+    raw["backbone"] = _own_options(raw.get("backbone"))
+    raw["methods"] = [
+        {**m, "backbone": _own_options(m["backbone"])} if "backbone" in m else m
+        for m in raw["methods"]
+    ]
+    method["backbone"] = _own_options(method.get("backbone"))
+    spec = parse_spec(raw, "(checkpoint meta.json)")
+    return spec, DiffusionMethod.model_validate(method)
+
+
+def _own_options(backbone: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if backbone is None else switch_backbone(backbone, backbone.get("name", "unet"))
 
 
 def load_denoiser(

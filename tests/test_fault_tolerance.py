@@ -185,7 +185,13 @@ def _checkpoint(directory: Path, *, step: int, seed: int) -> torch.nn.Module:
         for p in model.parameters():
             p.add_(torch.randn_like(p))
     optimizer = torch.optim.Adam(model.parameters())
-    meta = {"spec": {"backbone": backbone, "schedule": schedule}, "channels": ["u"], "frames": 2}
+    spec = parse_spec({"name": "atomic", "methods": [{"name": "ours"}], "backbone": backbone})
+    meta = {
+        "spec": spec.to_dict(),
+        "method": spec.methods[0].model_dump(mode="json"),
+        "channels": ["u"],
+        "frames": 2,
+    }
     save_checkpoint(directory, model=model, optimizer=optimizer, meta={**meta, "step": step})
     return model
 
