@@ -112,7 +112,7 @@ def test_health_reports_shape_and_spec(served):
     assert h["status"] == "ready"
     assert h["shape"] == [FRAMES, len(CHANNELS), *GRID]
     assert h["channels"] == list(CHANNELS)
-    assert h["limits"]["max_k"] == MAX_K and h["samplers"] == ["single"]
+    assert h["limits"]["max_k"] == MAX_K and h["samplers"] == ["single", "multi", "direct"]
     assert h["spec"]["name"] == "serve-test"
     assert requests.get(url + "/health", timeout=10).json()["shape"] == h["shape"]
 
@@ -195,7 +195,7 @@ BAD = {
     "empty-mask": (_json(values=_V.tolist(), mask=np.zeros_like(_M).tolist()), 422, "no observed"),
     "k-too-large": (_json(values=_V.tolist(), mask=_M.tolist(), k=MAX_K + 1), 422, "k=9"),
     "k-zero": (_json(values=_V.tolist(), mask=_M.tolist(), k=0), 422, "k=0"),
-    "sampler": (_json(values=_V.tolist(), mask=_M.tolist(), sampler="multi"), 422, "single"),
+    "sampler": (_json(values=_V.tolist(), mask=_M.tolist(), sampler="ddim"), 422, "single"),
     "too-large": (b"{" + b" " * MAX_BODY + b"}", 413, "limit"),
     "npz-bomb": (_bomb.getvalue(), 413, "inflates to"),
     "bad-json": (b'{"field": [1, 2', 400, "undecodable JSON"),
