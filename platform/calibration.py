@@ -128,3 +128,17 @@ def interval(
     shape[channel_axis] = -1
     half = np.asarray(q, np.float64).reshape(shape) * spread
     return (mean - half).astype(mean.dtype), (mean + half).astype(mean.dtype)
+
+
+def served_inflation(
+    calibration: Calibration | None, level: float, k: int, channels: int
+) -> np.ndarray:
+    """``q`` per channel ``(C,)`` of the served interval ``mean ± q · spread`` at ``level``: the
+    calibration's, or without one the Gaussian prediction interval of ``k`` members
+    (``spread`` being their ``ddof = 0`` standard deviation; 0 for one member)."""
+    if calibration is not None:
+        return calibration.inflation(level)
+    from incdyn.datasets.metrics.ensemble_scores import prediction_factor
+
+    factor = prediction_factor(k, level) * math.sqrt(k / (k - 1)) if k > 1 else 0.0
+    return np.full(channels, factor)
