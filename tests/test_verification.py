@@ -117,3 +117,20 @@ def test_k_curve_fit_recovers_a_plus_b_over_k():
     a, b = fit_k_curve(curve)
     assert (a, b) == pytest.approx((0.3, 1.2))
     assert fit_k_curve({1: 1.0}) is None
+
+
+@pytest.mark.parametrize(("kind", "members"), [("multi", 2), ("direct", 4)])
+def test_multi_and_direct_methods_are_scored_on_their_own_members(setup, kind, members):
+    from incdyn.platform.checkpoint import load_denoiser
+    from incdyn.platform.experiment.verification import verify_diffusion
+    from incdyn.platform.sampling import sampler_plan
+
+    url, ckpt, _, _ = setup
+    spec = tiny_spec(url, ks=[1, 2], draw_samples=2)
+    denoiser, _ = load_denoiser(ckpt)
+    plan = sampler_plan(spec, spec.methods[0])
+    v = verify_diffusion(denoiser, spec, plan, kind, store_url=url, limit=2, device="cpu")
+    assert len(v.ranks["test"]) == members + 1
+    assert math.isfinite(v.metrics["test_spread_skill_heldout"])
+    assert v.calibration is not None and v.calibration.sampler == kind
+    assert ("test_spread_skill_multi" in v.metrics) == (kind == "multi")
