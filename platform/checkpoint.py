@@ -22,7 +22,7 @@ from incdyn.models.backbones.registry import build_denoiser, switch_backbone
 from incdyn.models.denoiser import Denoiser
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 
-CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")
+CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json", "calibration.json")
 
 
 def _move_into_place(staging: Path, directory: Path) -> None:

@@ -74,3 +74,30 @@ def test_full_context_makes_every_member_identical_up_to_noise():
     sigma = float(den.schedule.sigma(torch.tensor(den.schedule.t_min)))
     assert full.max() < sigma  # members differ only by the δ-noise (σ_δ ≈ 0.01)
     assert half.max() > 10 * full.max()  # different contexts, different predictions
+
+
+def test_members_are_the_ensemble_and_independent_draws():
+    from incdyn.models.samplers.members import sampler_members
+    from incdyn.models.samplers.multistep import multistep_impute
+    from incdyn.models.samplers.registry import SamplerPlan
+
+    den, x, m = _setup()
+    plan = SamplerPlan(partition=Partition(context_ratio=0.6), family=MaskFamily(p=0.4), k=3,
+                       steps=2, max_batch=4)  # fmt: skip
+    members = sampler_members(
+        "single", den, x, m, plan, members=5, generator=torch.Generator().manual_seed(7)
+    )
+    imputed, spread = ensemble_impute(
+        den, x, m, plan.partition, k=5, generator=torch.Generator().manual_seed(7), max_batch=4
+    )
+    hidden = ~m[:, None].expand_as(x)
+    assert members.shape == (3, 5, *x.shape[1:])
+    assert torch.equal(members.mean(1)[hidden], imputed[hidden])  # the same draws, bit for bit
+    assert torch.equal(members.std(1, unbiased=False)[hidden], spread[hidden])
+    runs = sampler_members(
+        "multi", den, x, m, plan, members=2, generator=torch.Generator().manual_seed(3)
+    )
+    first, _ = multistep_impute(den, x, m, plan.partition, plan.family, steps=2, k=3,
+                                generator=torch.Generator().manual_seed(3), max_batch=4)  # fmt: skip
+    assert torch.equal(runs[:, 0], first)  # a member is one whole run of Alg. 4
+    assert not torch.equal(runs[:, 0][hidden], runs[:, 1][hidden])  # runs draw independently

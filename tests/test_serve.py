@@ -17,6 +17,7 @@ import torch
 
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.samplers.single import ensemble_impute
+from incdyn.platform.calibration import Calibration, save_calibration
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, save_checkpoint
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.client import ServeError, health, impute
@@ -25,6 +26,11 @@ from incdyn.platform.spec import ExperimentSpec
 FRAMES, CHANNELS, GRID = 4, ("u", "v"), (8, 8)
 MEAN, STD = [1.0, -2.0], [2.0, 0.5]
 MAX_K, MAX_BODY = 8, 256 * 1024
+# a calibration as evaluation stores it beside the checkpoint: q grows with the level
+CALIBRATION = Calibration(
+    channels=CHANNELS, levels=(0.01, 0.5, 0.9, 0.99), q=((0.1, 1.0, 2.0, 3.0), (0.2, 2.0, 4.0, 6.0)),
+    n=(100, 100), k=4, sampler="single", fitted_on="val held-out observed points",
+)  # fmt: skip
 
 
 def make_checkpoint(directory: Path, *, seed: int = 0) -> Path:
@@ -89,6 +95,7 @@ def served(ray_local, tmp_path_factory):
     from incdyn.platform.serve.app import ServeConfig, build_app
 
     ckpt = make_checkpoint(tmp_path_factory.mktemp("serve") / "checkpoint")
+    save_calibration(ckpt, CALIBRATION)
     port = _free_port()
     config = ServeConfig(
         max_batch_size=8, batch_wait_s=0.02, max_k=MAX_K, max_body_bytes=MAX_BODY, grid=GRID
@@ -205,6 +212,9 @@ BAD = {
     "bad-npz": (b"PK\x03\x04garbage", 400, "undecodable binary"),
     "pickled-npy": (_obj.getvalue(), 400, "undecodable binary"),
     "unknown-key": (_json(field=_F.tolist(), K=3), 422, "unknown request keys"),
+    "level-high": (_json(field=_F.tolist(), level=1.5), 422, "level must be a number in"),
+    "level-text": (_json(field=_F.tolist(), level="ninety"), 422, "level must be a number in"),
+    "level-bool": (_json(field=_F.tolist(), level=True), 422, "level must be a number in"),
 }
 
 
@@ -243,3 +253,22 @@ def test_client_raises_server_error(served):
     with pytest.raises(ServeError, match="k=99") as info:
         impute(url, _V, _M, k=99)
     assert info.value.status == 422
+
+
+def test_intervals_at_a_level_contain_the_mean_and_use_the_calibration(served):
+    url, _ = served
+    assert health(url)["calibrated"] is True
+    obs = np.broadcast_to(_M[:, None], _V.shape)
+    for level, q in ((None, (2.0, 4.0)), (0.7, (1.5, 3.0))):  # default 0.9; 0.7 interpolated
+        body = {"values": _V.tolist(), "mask": _M.tolist(), "k": 4, "seed": 3}
+        if level is not None:
+            body["level"] = level
+        answer = requests.post(url + "/impute", json=body, timeout=60).json()
+        mean, spread = np.asarray(answer["imputed"]), np.asarray(answer["spread"])
+        lower, upper = np.asarray(answer["lower"]), np.asarray(answer["upper"])
+        assert answer["calibrated"] is True and answer["level"] == (level or 0.9)
+        assert (lower <= mean).all() and (mean <= upper).all()
+        half = np.asarray(q).reshape(1, -1, 1, 1) * spread
+        np.testing.assert_allclose(upper - mean, half, rtol=1e-5, atol=1e-6)
+        assert np.array_equal(lower[obs], _V[obs]) and np.array_equal(upper[obs], _V[obs])
+        assert (upper - lower)[~obs].max() > 0

@@ -41,11 +41,30 @@ def ensemble_impute(
         imputed: observed points equal ``x_obs``; elsewhere the ensemble mean.
         spread: ensemble standard deviation per point (0 at observed points).
     """
+    preds = ensemble_members(
+        denoiser, x_obs, mask, partition, k=k, generator=generator, t=t, max_batch=max_batch
+    )
+    return merge_observed(x_obs, mask, *ensemble_stats(preds))
+
+
+@torch.no_grad()
+def ensemble_members(
+    denoiser: Denoiser,
+    x_obs: torch.Tensor,
+    mask: torch.Tensor,
+    partition: Partition,
+    *,
+    k: int,
+    generator: torch.Generator,
+    t: float | None = None,
+    max_batch: int = 256,
+) -> torch.Tensor:
+    """The K members ``D_θ(δ, M_ctx^k ⊙ x_δ, M_ctx^k)`` of the ensemble, ``(B, K, C, T, H, W)``
+    (not merged with the observed points); arguments as :func:`ensemble_impute`."""
     if k < 1:
         raise ValueError(f"ensemble size k={k} must be >= 1")
     b = x_obs.shape[0]
     ctx = partition.context(mask.repeat_interleave(k, dim=0), generator)
     x = torch.where(mask.unsqueeze(1), x_obs, torch.zeros_like(x_obs)).repeat_interleave(k, dim=0)
     x_t, tt = noised(denoiser, x, denoiser.schedule.t_min if t is None else t, generator)
-    preds = denoise_chunked(denoiser, x_t, ctx, tt, max_batch).view(b, k, *x_obs.shape[1:])
-    return merge_observed(x_obs, mask, *ensemble_stats(preds))
+    return denoise_chunked(denoiser, x_t, ctx, tt, max_batch).view(b, k, *x_obs.shape[1:])

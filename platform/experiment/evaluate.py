@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ray
@@ -34,6 +35,7 @@ class Evaluation:
     example_truth: np.ndarray
     example_mask: np.ndarray
     example_imputed: np.ndarray
+    verification: Any = None  # verification.Verification of a diffusion method, or None
 
 
 def _n_test(url: str, max_samples: int | None) -> int:
@@ -115,7 +117,16 @@ def evaluate_diffusion(
         for k in kinds:
             metrics[f"val_mse_{k}"] = val[k]["test_mse"]
         metrics["sampler_used"] = float(kinds.index(chosen))
-    return Evaluation(metrics, *examples[chosen])
+    # -- ensemble verification, error against K, calibration: verification.py --------------
+    verification = None
+    if spec.evaluation.verification.enabled:
+        from incdyn.platform.experiment.verification import verify_diffusion
+
+        verification = verify_diffusion(
+            denoiser, spec, plan, chosen, store_url=store_url, limit=limit, device=device
+        )
+        metrics.update(verification.metrics)
+    return Evaluation(metrics, *examples[chosen], verification=verification)
 
 
 def _classical_shard(

@@ -18,12 +18,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.build import build_store, store_config
+from incdyn.platform.calibration import save_calibration
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.evaluate import (
     Evaluation,
     evaluate_classical,
     evaluate_diffusion,
 )
+from incdyn.platform.experiment.verification import log_verification
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
@@ -85,7 +87,10 @@ def _run_method(
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-        return evaluate_diffusion(ckpt, spec, method, store_url=url)
+        ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
+        if ev.verification is not None and ev.verification.calibration is not None:
+            save_calibration(ckpt, ev.verification.calibration)  # `incdyn serve CKPT_DIR` finds it
+        return ev
 
 
 def format_table(rows: list[dict]) -> str:
@@ -116,6 +121,9 @@ def _record_method(
                 ev.example_truth, ev.example_mask, ev.example_imputed, title=title
             )
         log_evaluation(client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure)
+        if ev.verification is not None:
+            title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
+            log_verification(client, run_id, ev.verification, title=title)
     return {
         "method": method.name,
         "kind": method.kind,

@@ -110,4 +110,27 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_log:
         run_id = log_report(report, args.tracking_uri)
         print(f"logged to MLflow run {run_id}")
+    _verification_section(args, report.latest_parent)
     return 0
+
+
+def _verification_section(args: argparse.Namespace, parent_id: str | None) -> None:
+    """Ensemble verification and error against K of the same runs (report/verification.py)."""
+    from incdyn.platform.report.verification import build_verification, log_verification_report
+
+    ver = build_verification(
+        args.experiment, args.tracking_uri, "all" if args.all_runs else "latest"
+    )
+    if ver is None:
+        return
+    print(f"\nensemble verification of {args.experiment} (training-std units)")
+    print(ver.to_markdown())
+    if args.out:
+        (args.out / "verification.md").write_text(ver.to_markdown() + "\n")
+        if ver.curves:
+            ver.k_figure(args.experiment).savefig(args.out / "error_vs_k.png", dpi=120)
+        if ver.ranks:
+            ver.rank_figure(args.experiment).savefig(args.out / "rank_histogram.png", dpi=120)
+        print(f"wrote {args.out}/verification.md, error_vs_k.png, rank_histogram.png")
+    if not args.no_log and parent_id is not None:
+        log_verification_report(ver, parent_id, args.experiment, args.tracking_uri)

@@ -6,9 +6,11 @@ from its own seeded generator, and the K rows of every request in the batch go t
 network together. A request with a ``seed`` gets the same answer batched or alone.
 
     POST /impute   JSON {"field": [...]} (null = missing) or {"values": [...], "mask": [...]},
-                   options "k", "sampler", "seed"; or a .npy/.npz body, options in the query
-                   string (/impute?k=8&seed=1); the answer comes back as JSON or .npz alike
-    GET  /healthz  (or /health) readiness, sample shape (T, C, H, W), channels, limits, spec
+                   options "k", "sampler", "seed", "level"; or a .npy/.npz body, options in the
+                   query string (/impute?k=8&seed=1); the answer (mean, spread, the interval
+                   bounds at "level", default 0.9) comes back as JSON or .npz alike
+    GET  /healthz  (or /health) readiness, sample shape (T, C, H, W), channels, limits, spec,
+                   whether the model carries a calibration (``calibration.json``)
 
 Start it with ``incdyn serve MODEL`` (platform/serve/cli.py) or ``serve.run(build_app(...))``.
 """
@@ -18,6 +20,7 @@ Start it with ``incdyn serve MODEL`` (platform/serve/cli.py) or ``serve.run(buil
 # a query parameter).
 import asyncio
 import dataclasses
+import json
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +36,7 @@ from ray import serve
 
 from incdyn.models.samplers.registry import SAMPLERS
 from incdyn.models.samplers.request import SeededRequest, impute_requests
+from incdyn.platform.calibration import interval, load_calibration, served_inflation
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, read_meta
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.codec import (
@@ -132,9 +136,9 @@ class Imputer:
     def __init__(self, model: str, config: ServeConfig, tracking_uri: str | None = None) -> None:
         torch.set_num_threads(config.threads)
         self.config = config
-        self.denoiser, self.meta = load_denoiser(
-            resolve_checkpoint(model, tracking_uri), config.device
-        )
+        checkpoint = resolve_checkpoint(model, tracking_uri)
+        self.denoiser, self.meta = load_denoiser(checkpoint, config.device)
+        self.calibration = load_calibration(checkpoint)  # None: Gaussian intervals, uncalibrated
         self.spec, self.method = checkpoint_spec(self.meta)
         self.plan = sampler_plan(self.spec, self.method)
         grid = config.grid or self.meta.get("grid")
@@ -179,6 +183,10 @@ class Imputer:
                 "normalization": self.meta["normalization"],
                 "spec": self.meta["spec"],
                 "stats": dict(self.stats),
+                "calibrated": self.calibration is not None,
+                "calibration": None
+                if self.calibration is None
+                else json.loads(self.calibration.to_json()),
             }
         )
 
@@ -211,14 +219,17 @@ class Imputer:
         k: int | None = None,
         sampler: str = "single",
         seed: int | None = None,
+        level: float | None = None,
     ) -> dict[str, Any]:
-        """``handle.impute.remote(field)`` → ``{"imputed", "spread", "k", "seed", "sampler"}``."""
+        """``handle.impute.remote(field)`` → ``{"imputed", "spread", "lower", "upper", "level",
+        "calibrated", "k", "seed", "sampler"}``."""
         arrays = (
             {"field": field_or_values}
             if mask is None
             else {"values": field_or_values, "mask": mask}
         )
-        return await self._impute(arrays, {"k": k, "sampler": sampler, "seed": seed})
+        options = {"k": k, "sampler": sampler, "seed": seed, "level": level}
+        return await self._impute(arrays, options)
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -233,9 +244,16 @@ class Imputer:
         if not ok:
             raise out
         imputed, spread = self._to_physical(values, mask, *out)
+        # -- interval bounds at the requested level (platform/calibration.py) -----------------
+        q = served_inflation(self.calibration, opts.level, opts.k, len(self.shape.channels))
+        lower, upper = interval(imputed, spread, q, channel_axis=1)
         return {
             "imputed": imputed,
             "spread": spread,
+            "lower": lower,
+            "upper": upper,
+            "level": opts.level,
+            "calibrated": self.calibration is not None,
             "k": opts.k,
             "seed": seed,
             "sampler": opts.sampler,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class Options:
     k: int
     sampler: str
     seed: int | None
+    level: float = 0.9  # central level of the interval bounds in the answer
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -111,10 +113,10 @@ def parse_options(
     raw: Mapping[str, Any], *, samplers: Sequence[str], default_k: int, max_k: int
 ) -> Options:
     """Validate ``k``, ``sampler`` and ``seed`` (JSON values or query-string text)."""
-    unknown = sorted(set(raw) - {"k", "sampler", "seed"})
+    unknown = sorted(set(raw) - {"k", "sampler", "seed", "level"})
     if unknown:
         raise RequestError(
-            f"unknown request keys {unknown}; allowed: field, values, mask, k, sampler, seed"
+            f"unknown request keys {unknown}; allowed: field, values, mask, k, sampler, seed, level"
         )
     k = _int_option(raw.get("k"), "k", default_k)
     if not 1 <= k <= max_k:
@@ -125,7 +127,20 @@ def parse_options(
     seed = _int_option(raw.get("seed"), "seed", None)
     if seed is not None and not 0 <= seed < MAX_SEED:
         raise RequestError(f"seed={seed} must lie in [0, 2**63)")
-    return Options(k=k, sampler=sampler, seed=seed)
+    return Options(k=k, sampler=sampler, seed=seed, level=_level_option(raw.get("level")))
+
+
+def _level_option(value: Any) -> float:
+    """The interval level: a number in [0.01, 0.99] (default 0.9)."""
+    if value is None or value == "":
+        return 0.9
+    try:
+        level = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        level = math.nan
+    if not 0.01 <= level <= 0.99:  # NaN fails too
+        raise RequestError(f"level must be a number in [0.01, 0.99], got {value!r}")
+    return level
 
 
 def _int_option(value: Any, name: str, default: int | None) -> int | None:

@@ -106,6 +106,19 @@ class TrainingSpec(Strict):
     compile: bool = False  # torch.compile the backbone (first steps pay the compilation)
 
 
+class VerificationSpec(Strict):
+    """Ensemble verification of a diffusion method (spread–skill, CRPS, rank histogram,
+    coverage), the error against K (Theorem 2) and the split-conformal calibration."""
+
+    enabled: bool = True  # run the verification pass after the test imputation
+    ks: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        [1, 2, 5, 10, 20, 50], min_length=1
+    )  # ensemble sizes of the error-vs-K curve (one pass with max(ks) members, nested prefixes)
+    draws: int = Field(4, ge=2, le=64)  # multi-step: independent draws as ensemble members
+    draw_samples: int | None = Field(16, ge=1)  # test samples of the single-vs-multi comparison
+    seed_offset: int = 101  # the pass's generator seed is spec.seed + this (apart from the test's)
+
+
 class EvaluationSpec(Strict):
     """Imputation of the test split."""
 
@@ -114,6 +127,7 @@ class EvaluationSpec(Strict):
     batch_size: int = Field(8, ge=1)  # samples per network call (× K context masks)
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     figure: bool = True  # log truth / observed / imputed / error figures
+    verification: VerificationSpec = VerificationSpec()  # calibration and error against K
 
 
 class RaySpec(Strict):
