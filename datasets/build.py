@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from incdyn.datasets.generators import GENERATORS, make_config
+from incdyn.datasets.holdout import HoldoutSpec, holdout_for_samples
 from incdyn.datasets.masks import MaskFamily, masks_for_samples
 from incdyn.datasets.store import (
     SPLITS,
@@ -44,13 +45,17 @@ def store_config(
     family: MaskFamily,
     seed: int,
     test_family: MaskFamily | None = None,
+    holdout: HoldoutSpec | None = None,
 ) -> dict:
     """Everything that determines a store's content (its identity for reuse).
 
-    ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3).
+    ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3);
+    ``holdout`` adds held-out points to val/test (absent: the store is as without it).
     """
     cfg = make_config(source, preset, params)
     extra = {"test_masks": test_family.model_dump()} if test_family else {}
+    if holdout is not None:
+        extra["holdout"] = holdout.model_dump()
     return {
         **extra,
         "format": FORMAT_VERSION,
@@ -103,7 +108,11 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
         family = MaskFamily(**config["test_masks"])
     masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
     params = {k: v.double().numpy() for k, v in sim.params.items()}
-    write_region(url, split, start, sim.fields.numpy(), masks.numpy(), params)
+    held = None
+    if split != "train" and "holdout" in config:
+        spec = HoldoutSpec(**config["holdout"])
+        held = holdout_for_samples(masks.numpy(), family, spec, split, range(start, start + n))
+    write_region(url, split, start, sim.fields.numpy(), masks.numpy(), params, held)
     return n
 
 
@@ -141,6 +150,7 @@ def build_store(
         chunk=config["chunk"],
         units=probe.units,
         attrs=probe.attrs,
+        holdout="holdout" in config,
     )
     write_template(url, layout, config)
     jobs = [

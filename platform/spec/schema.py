@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from incdyn.datasets.holdout import HoldoutSpec
 from incdyn.datasets.masks import MaskFamily
 from incdyn.models.backbones.options import BackboneSpec, UNetSpec
 from incdyn.models.partition import PartitionSpec
@@ -114,6 +115,26 @@ class EvaluationSpec(Strict):
     batch_size: int = Field(8, ge=1)  # samples per network call (× K context masks)
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     figure: bool = True  # log truth / observed / imputed / error figures
+    holdout: HoldoutSpec | None = None  # withhold observed val/test points: *_heldout_mse
+    select_on: Literal["heldout", "truth"] | None = None  # None: heldout when holdout is set
+
+    @model_validator(mode="after")
+    def _heldout_needs_holdout(self) -> EvaluationSpec:
+        if self.select_on == "heldout" and self.holdout is None:
+            raise ValueError(
+                "select_on: heldout needs evaluation.holdout (e.g. holdout: {fraction: 0.1}); "
+                "or select_on: truth to choose on the validation truth"
+            )
+        return self
+
+    @property
+    def criterion(self) -> str:
+        """The metric every choice is made by: ``val_heldout_mse`` (held-out observed points,
+        no truth needed) or ``val_mse`` (validation truth, only when asked for or when there
+        are no held-out points)."""
+        if self.select_on == "truth" or (self.select_on is None and self.holdout is None):
+            return "val_mse"
+        return "val_heldout_mse"
 
 
 class RaySpec(Strict):
