@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from incdyn.datasets.generators import GENERATORS, make_config
 from incdyn.datasets.holdout import HoldoutSpec, holdout_for_samples
-from incdyn.datasets.masks import MaskFamily, masks_for_samples
+from incdyn.datasets.masks import MaskFamily, identity, masks_for_samples
 from incdyn.datasets.store import (
     SPLITS,
     Layout,
@@ -53,7 +53,7 @@ def store_config(
     ``holdout`` adds held-out points to val/test (absent: the store is as without it).
     """
     cfg = make_config(source, preset, params)
-    extra = {"test_masks": test_family.model_dump()} if test_family else {}
+    extra = {"test_masks": identity(test_family)} if test_family else {}
     if holdout is not None:
         extra["holdout"] = holdout.model_dump()
     return {
@@ -63,7 +63,7 @@ def store_config(
         "generator": dataclasses.asdict(cfg),
         "sizes": sizes,
         "chunk": chunk,
-        "masks": family.model_dump(),
+        "masks": identity(family),
         "seed": seed,
     }
 

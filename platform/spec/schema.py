@@ -67,11 +67,11 @@ class DiffusionMethod(Strict):
 class ClassicalMethod(Strict):
     """A classical imputation baseline (Sec. 4.1)."""
 
-    kind: Literal["inpaint_ns", "telea", "temporal"]
+    kind: Literal["inpaint_ns", "telea", "temporal", "dineof"]
     name: str
 
 
-CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal")
+CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal", "dineof")
 
 
 def _method_tag(value: Any) -> str:
@@ -84,7 +84,9 @@ MethodSpec = Annotated[
     Discriminator(
         _method_tag,
         custom_error_type="method_kind",
-        custom_error_message="kind must be one of 'diffusion', 'inpaint_ns', 'telea', 'temporal'",
+        custom_error_message=(
+            "kind must be one of 'diffusion', 'inpaint_ns', 'telea', 'temporal', 'dineof'"
+        ),
     ),
 ]
 
@@ -250,6 +252,7 @@ class ExperimentSpec(Strict):
             "pixel": f"pixel {o.p:.0%}",
             "block": f"block {o.k}/{o.blocks**2}",
             "station": f"station {o.stations}×r{o.radius:g}",
+            "cloud": f"cloud {o.p:.0%}×s{o.scale:g}",
         }[o.kind]
         return f"{self.data.source} {mask}"
 
