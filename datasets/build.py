@@ -99,6 +99,8 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     """Simulate, mask and write samples ``start : start + n`` of ``split``."""
     gen, cfg = _generator(config)
     order = {"offset": split_offset(config, split) + start} if gen.ordered else {}
+    if gen.by_split:
+        order = {"split": split, "start": start}
     sim = gen.generate(
         cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start)), **order
     )
@@ -106,13 +108,19 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     family = MaskFamily(**config["masks"])
     if split != "train" and "test_masks" in config:
         family = MaskFamily(**config["test_masks"])
-    masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
+    if sim.masks is not None:  # the data's own gaps; held-out units are clumped patches
+        masks, family = sim.masks, None
+    else:
+        masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
+    if sim.domain is not None:
+        masks = masks & torch.from_numpy(sim.domain)
     params = {k: v.double().numpy() for k, v in sim.params.items()}
     held = None
     if split != "train" and "holdout" in config:
         spec = HoldoutSpec(**config["holdout"])
         held = holdout_for_samples(masks.numpy(), family, spec, split, range(start, start + n))
-    write_region(url, split, start, sim.fields.numpy(), masks.numpy(), params, held)
+    fields, masks = sim.fields.numpy(), masks.numpy()
+    write_region(url, split, start, fields, masks, params, held, truth=sim.masks is None)
     return n
 
 
@@ -139,7 +147,11 @@ def build_store(
     total = sum(config["sizes"].values())
     # an ordered source is probed at its last sample: too few samples fail before any writing
     last = {"offset": total - 1} if gen.ordered else {}
-    probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
+    if gen.by_split:  # each split probed at its last sample
+        for split, n in config["sizes"].items():
+            probe = gen.generate(cfg, 1, torch.Generator(), split=split, start=n - 1)
+    else:
+        probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
     layout = Layout(
         sizes=config["sizes"],
         channels=probe.channels,
@@ -151,6 +163,8 @@ def build_store(
         units=probe.units,
         attrs=probe.attrs,
         holdout="holdout" in config,
+        truth=probe.masks is None,
+        domain=probe.domain,
     )
     write_template(url, layout, config)
     jobs = [

@@ -48,6 +48,18 @@ def _has(url: str, split: str, name: str) -> bool:
     return name in open_split(url, split)
 
 
+def _domain(ds) -> np.ndarray | None:
+    """bool ``(H, W)``: the physical domain, or None when every point is inside."""
+    return ds["domain"].values.astype(bool) if "domain" in ds else None
+
+
+def _outside_to_nan(imputed: np.ndarray, domain: np.ndarray | None) -> np.ndarray:
+    """The imputation a user gets: NaN outside the domain (``(N, T, C, H, W)``)."""
+    if domain is not None:
+        imputed[..., ~domain] = np.nan
+    return imputed
+
+
 def _run_kinds(kinds, denoiser, x, m, plan: SamplerPlan, g: torch.Generator) -> dict:
     """Impute one batch with each sampler of ``kinds`` (multi-step reuses single's μ₀)."""
     out, mu0 = {}, None
@@ -80,6 +92,7 @@ def _impute_split(
     truth, held = _has(store_url, split, "truth"), _has(store_url, split, "holdout")
     data = SplitDataset(store_url, split, with_truth=truth, with_holdout=held, limit=limit)
     physics = physics_context(open_split(store_url, split), spec.data.source)
+    domain = _domain(open_split(store_url, split))
     accs = {k: SquaredError(data.channels) for k in kinds}
     held_accs = {k: HeldoutError(data.channels) for k in kinds}
     examples: dict[str, tuple] = {}
@@ -92,9 +105,9 @@ def _impute_split(
         observed = np.where(mask[:, :, None], data.denormalise(batch["x_obs"]), np.nan)
         reference = data.denormalise(batch["truth"]) if truth else observed
         for kind, imputed in _run_kinds(kinds, denoiser, x, m, plan, g).items():
-            imputed_phys = data.denormalise(imputed)
+            imputed_phys = _outside_to_nan(data.denormalise(imputed), domain)
             if truth:
-                accs[kind].update(imputed_phys, reference, mask, data.std.ravel())
+                accs[kind].update(imputed_phys, reference, mask, data.std.ravel(), domain)
                 accs[kind].add(score(imputed_phys, reference, batch["index"].numpy(), physics))
             examples.setdefault(kind, (reference[0], mask[0], imputed_phys[0]))
         if held:
@@ -189,13 +202,14 @@ def _classical_shard(
     values, mask = ds["field"].values.astype(np.float32), ds["mask"].values.astype(bool)
     channels = tuple(str(c) for c in ds["channel"].values)
     _, std = normalization(url)
-    imputed = impute_batch(name, values, mask)
+    domain = _domain(ds)
+    imputed = _outside_to_nan(impute_batch(name, values, mask), domain)
     acc = held = None
     reference = values
     if "truth" in ds:
         reference = ds["truth"].values
         acc = SquaredError(channels)
-        acc.update(imputed, reference, mask, std)
+        acc.update(imputed, reference, mask, std, domain)
         acc.add(score(imputed, reference, np.arange(start, stop), physics))
     if "holdout" in ds:
         holdout = ds["holdout"].values.astype(bool)

@@ -25,8 +25,8 @@ class DataSpec(Strict):
     """Where the data come from and how they are observed."""
 
     source: Literal[
-        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5"
-    ] = "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
+        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5", "xarray"
+    ] = "navier_stokes"  # PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
     preset: str = "quickstart"  # the generator's named configuration
     params: dict[str, float | int | str | list[float] | list[str]] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
@@ -197,6 +197,16 @@ class ExperimentSpec(Strict):
         if self.profile is not None and self.profile not in self.profiles:
             raise ValueError(
                 f"profile {self.profile!r} is not defined; profiles: {sorted(self.profiles)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _real_gaps_need_holdout(self) -> ExperimentSpec:
+        real = self.data.source == "xarray" and self.data.params.get("gaps") == "real"
+        if real and (self.evaluation.holdout is None or self.evaluation.select_on == "truth"):
+            raise ValueError(
+                "data.params.gaps: real data hold no truth: set evaluation.holdout "
+                "(e.g. {fraction: 0.1}) and do not set evaluation.select_on: truth"
             )
         return self
 
