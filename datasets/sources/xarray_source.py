@@ -40,7 +40,8 @@ class XarraySourceError(StoreError):
 @dataclass(frozen=True)
 class XarrayConfig:
     """Attributes:
-    url: zarr store or netCDF file (path, ``memory://``, ``gs://``).
+    url: zarr store or netCDF file (path, ``memory://``, ``gs://``, or ``package://PKG/PATH``
+        for a file shipped inside an installed package).
     variables: the channels, in order.
     dims: the file's dimension names for ``[time, y, x]``.
     window: frames per sample; stride: frames between window starts.
@@ -78,6 +79,16 @@ PRESETS = {"default": XarrayConfig()}
 CHANNELS: tuple[str, ...] = ()  # the config's variables
 
 
+def resolve_url(url: str) -> str:
+    """``package://PKG/PATH`` (a file shipped inside an installed package) → its path."""
+    if not url.startswith("package://"):
+        return url
+    package, _, path = url[len("package://") :].partition("/")
+    from importlib.resources import files
+
+    return str(files(package).joinpath(path))
+
+
 def _engine(cfg: XarrayConfig) -> str:
     if cfg.engine:
         return cfg.engine
@@ -97,7 +108,7 @@ def open_source(cfg: XarrayConfig) -> xr.Dataset:
         if _engine(cfg) == "zarr":
             ds = xr.open_zarr(cfg.url, storage_options=options, chunks={})
         else:
-            ds = xr.open_dataset(cfg.url, engine=_engine(cfg), chunks={})
+            ds = xr.open_dataset(resolve_url(cfg.url), engine=_engine(cfg), chunks={})
     except Exception as exc:
         raise XarraySourceError(f"data.params.url: cannot open {cfg.url}: {exc}") from exc
     missing = [d for d in cfg.dims if d not in ds.dims]
