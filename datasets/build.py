@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from incdyn.datasets.generators import GENERATORS, make_config
-from incdyn.datasets.masks import MaskFamily, masks_for_samples
+from incdyn.datasets.holdout import HoldoutSpec, holdout_for_samples
+from incdyn.datasets.masks import MaskFamily, identity, masks_for_samples
 from incdyn.datasets.store import (
     SPLITS,
     Layout,
@@ -44,13 +45,17 @@ def store_config(
     family: MaskFamily,
     seed: int,
     test_family: MaskFamily | None = None,
+    holdout: HoldoutSpec | None = None,
 ) -> dict:
     """Everything that determines a store's content (its identity for reuse).
 
-    ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3).
+    ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3);
+    ``holdout`` adds held-out points to val/test (absent: the store is as without it).
     """
     cfg = make_config(source, preset, params)
-    extra = {"test_masks": test_family.model_dump()} if test_family else {}
+    extra = {"test_masks": identity(test_family)} if test_family else {}
+    if holdout is not None:
+        extra["holdout"] = holdout.model_dump()
     return {
         **extra,
         "format": FORMAT_VERSION,
@@ -58,7 +63,7 @@ def store_config(
         "generator": dataclasses.asdict(cfg),
         "sizes": sizes,
         "chunk": chunk,
-        "masks": family.model_dump(),
+        "masks": identity(family),
         "seed": seed,
     }
 
@@ -94,6 +99,8 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     """Simulate, mask and write samples ``start : start + n`` of ``split``."""
     gen, cfg = _generator(config)
     order = {"offset": split_offset(config, split) + start} if gen.ordered else {}
+    if gen.by_split:
+        order = {"split": split, "start": start}
     sim = gen.generate(
         cfg, n, torch.Generator().manual_seed(_shard_seed(config["seed"], split, start)), **order
     )
@@ -101,9 +108,19 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
     family = MaskFamily(**config["masks"])
     if split != "train" and "test_masks" in config:
         family = MaskFamily(**config["test_masks"])
-    masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
+    if sim.masks is not None:  # the data's own gaps; held-out units are clumped patches
+        masks, family = sim.masks, None
+    else:
+        masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
+    if sim.domain is not None:
+        masks = masks & torch.from_numpy(sim.domain)
     params = {k: v.double().numpy() for k, v in sim.params.items()}
-    write_region(url, split, start, sim.fields.numpy(), masks.numpy(), params)
+    held = None
+    if split != "train" and "holdout" in config:
+        spec = HoldoutSpec(**config["holdout"])
+        held = holdout_for_samples(masks.numpy(), family, spec, split, range(start, start + n))
+    fields, masks = sim.fields.numpy(), masks.numpy()
+    write_region(url, split, start, fields, masks, params, held, truth=sim.masks is None)
     return n
 
 
@@ -130,7 +147,11 @@ def build_store(
     total = sum(config["sizes"].values())
     # an ordered source is probed at its last sample: too few samples fail before any writing
     last = {"offset": total - 1} if gen.ordered else {}
-    probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
+    if gen.by_split:  # each split probed at its last sample
+        for split, n in config["sizes"].items():
+            probe = gen.generate(cfg, 1, torch.Generator(), split=split, start=n - 1)
+    else:
+        probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
     layout = Layout(
         sizes=config["sizes"],
         channels=probe.channels,
@@ -141,6 +162,9 @@ def build_store(
         chunk=config["chunk"],
         units=probe.units,
         attrs=probe.attrs,
+        holdout="holdout" in config,
+        truth=probe.masks is None,
+        domain=probe.domain,
     )
     write_template(url, layout, config)
     jobs = [

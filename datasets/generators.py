@@ -15,7 +15,7 @@ from typing import Any
 
 from incdyn.datasets.pde import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
-from incdyn.datasets.sources import era5, navier_stokes_public
+from incdyn.datasets.sources import era5, navier_stokes_public, xarray_source
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Generator:
 
     ``ordered`` sources take ``generate(cfg, n, generator, offset=i)`` and return items
     ``i : i + n`` of a fixed sequence (``build`` gives each split its own range); the others draw
-    ``n`` samples from ``generator``.
+    ``n`` samples from ``generator``. ``by_split`` sources take ``split=`` and ``start=``
+    instead: each split is its own sequence (the windows of its own time period).
     """
 
     config_cls: type
@@ -32,6 +33,7 @@ class Generator:
     generate: Callable[..., Simulation]
     channels: tuple[str, ...]  # default channels (ERA5's follow its config's variables)
     ordered: bool = False
+    by_split: bool = False
 
 
 GENERATORS: dict[str, Generator] = {
@@ -60,6 +62,13 @@ GENERATORS: dict[str, Generator] = {
         navier_stokes_public.generate,
         navier_stokes_public.CHANNELS,
         ordered=True,
+    ),
+    "xarray": Generator(
+        xarray_source.XarrayConfig,
+        xarray_source.PRESETS,
+        xarray_source.generate,
+        xarray_source.CHANNELS,
+        by_split=True,
     ),
 }
 

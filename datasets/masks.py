@@ -5,7 +5,9 @@ families, all static over time by default (one spatial mask repeated over the fr
 paper's release; ``static=False`` draws every frame afresh): pixel-level i.i.d. with observed
 fraction ``p``, block-wise (the grid cut ``blocks × blocks``, ``k`` of the blocks observed), and
 station-like (disks of radius ``radius`` grid points around ``stations`` sensor sites drawn
-uniformly over the grid). Every mask has at least one observed point.
+uniformly over the grid); and cloud-like (the points where a smooth Gaussian random field of
+correlation length ``scale`` lies below its ``p``-quantile: spatially correlated gaps, as clouds
+over a satellite field). Every mask has at least one observed point.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ class MaskFamily(BaseModel):
         radius: disk radius of ``station`` masks in grid points, >= 0: a point ``(i, j)`` is
             observed when ``(i - a)² + (j - b)² <= radius²`` for a site ``(a, b)``. Disks are cut
             at the grid's edges (no periodic wrap).
+        scale: correlation length of ``cloud`` masks in grid points (> 0); the observed fraction
+            of a cloud mask is ``p`` (to one point).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["pixel", "block", "station"] = "pixel"  # i.i.d. points, tiles, sensor disks
-    p: float = Field(0.2, gt=0.0, le=1.0)  # pixel: observed fraction
+    kind: Literal["pixel", "block", "station", "cloud"] = "pixel"  # points, tiles, disks, clouds
+    p: float = Field(0.2, gt=0.0, le=1.0)  # pixel, cloud: observed fraction
     k: int = Field(8, ge=1)  # block: observed tiles
     blocks: int = Field(3, ge=1)  # block: tiles per side
     static: bool = True  # one spatial mask repeated over all frames
     stations: int = Field(8, ge=1)  # station: sensor sites per mask
     radius: float = Field(3.0, ge=0.0)  # station: observed disk radius in grid points
+    scale: float = Field(4.0, gt=0.0)  # cloud: correlation length in grid points
 
     @model_validator(mode="after")
     def _k_fits(self) -> MaskFamily:
@@ -105,9 +110,36 @@ def disks_to_mask(
     return mask
 
 
+def identity(family: MaskFamily) -> dict:
+    """The family's settings that determine its masks (a store's identity): ``scale`` only for
+    cloud masks, so that stores of the other families keep their identity."""
+    out = family.model_dump()
+    if family.kind != "cloud":
+        out.pop("scale")
+    return out
+
+
+def cloud_masks(family: MaskFamily, n: int, h: int, w: int, generator: torch.Generator):
+    """``n`` cloud masks, bool ``(n, H, W)``: white noise smoothed by a Gaussian of standard
+    deviation ``scale`` (periodic, in Fourier space), observed where it is below its
+    ``p``-quantile — the ``round(p·H·W)`` lowest points, at least one."""
+    noise = torch.randn(n, h, w, generator=generator, dtype=torch.float64)
+    ky = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    kx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :]
+    gain = torch.exp(-2 * (torch.pi * family.scale) ** 2 * (ky**2 + kx**2))
+    smooth = torch.fft.ifft2(torch.fft.fft2(noise) * gain).real.flatten(1)
+    keep = max(1, round(family.p * h * w))
+    order = smooth.argsort(dim=1)
+    mask = torch.zeros(n, h * w, dtype=torch.bool)
+    mask.scatter_(1, order[:, :keep], True)
+    return mask.view(n, h, w)
+
+
 def _spatial(
     family: MaskFamily, n: int, h: int, w: int, generator: torch.Generator
 ) -> torch.Tensor:
+    if family.kind == "cloud":
+        return cloud_masks(family, n, h, w, generator)
     if family.kind == "station":  # a site is always inside its own disk: never empty
         rows, cols = station_sites(family, n, h, w, generator)
         return disks_to_mask(rows, cols, h, w, family.radius)

@@ -29,6 +29,10 @@ class Simulation:
         units: unit strings for channels, params and coordinates, keyed by name.
         attrs: data-set metadata written to the store's root attributes (e.g. ERA5's source
             store and frame cadence); JSON values.
+        masks: the data's own observation masks, bool ``(N, T, H, W)`` (real gaps: ``fields``
+            is NaN where unobserved and there is no truth), or None (complete fields).
+        domain: bool ``(H, W)``, False outside the physical domain (land under a sea field),
+            or None (every point is inside).
     """
 
     fields: torch.Tensor
@@ -39,6 +43,8 @@ class Simulation:
     x: np.ndarray
     units: dict[str, str] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    masks: torch.Tensor | None = None
+    domain: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.fields.ndim != 5:

@@ -6,7 +6,12 @@ One store, three groups ``train``, ``val``, ``test``. In each group:
   The training split stores nothing else: complete data is out of its reach.
 - ``truth``  float32, same dims, val/test only: ground truth that only evaluation reads.
 - ``mask``   bool ``(sample, time, y, x)``, shared by all channels.
+- ``holdout`` bool ``(sample, time, y, x)``, val/test only and only when configured: observed
+  points withheld from the model in the held-out pass (a subset of ``mask``;
+  :mod:`incdyn.datasets.holdout`). ``field`` and ``mask`` still hold them.
 - one float variable over ``sample`` per physical parameter (``viscosity``, ``f``, ...).
+- ``domain`` bool ``(y, x)``, only for data with points outside the physical domain (land under
+  a sea field): never observed, never imputed (NaN), never scored.
 
 Root attributes: ``incdyn_config`` (what generated the store, JSON), ``incdyn_complete``,
 ``normalization`` (per-channel mean/std of the observed *training* values only).
@@ -46,6 +51,9 @@ class Layout:
         chunk: samples per chunk (and per writing task).
         units: unit strings keyed by channel, param or coordinate name.
         attrs: extra root attributes (the source's metadata, e.g. ERA5's frame cadence).
+        holdout: val/test carry a ``holdout`` mask.
+        truth: val/test carry ``truth`` (False for a data set's own gaps: there is none).
+        domain: bool ``(H, W)``, False outside the physical domain, or None (all inside).
     """
 
     sizes: dict[str, int]
@@ -57,6 +65,9 @@ class Layout:
     chunk: int
     units: dict[str, str]
     attrs: dict = dataclasses.field(default_factory=dict)
+    holdout: bool = False
+    truth: bool = True
+    domain: np.ndarray | None = None
 
 
 def _coords(layout: Layout, n: int, start: int = 0) -> dict:
@@ -84,8 +95,13 @@ def write_template(url: str, layout: Layout, config: dict) -> None:
                 da.zeros((n, t, h, w), dtype=bool, chunks=(ck, t, h, w)),
             ),
         }
+        if layout.domain is not None:
+            data["domain"] = (("y", "x"), np.asarray(layout.domain, bool))
         if split != "train":
-            data["truth"] = (("sample", "time", "channel", "y", "x"), field)
+            if layout.truth:
+                data["truth"] = (("sample", "time", "channel", "y", "x"), field)
+            if layout.holdout:
+                data["holdout"] = data["mask"]
         for p in layout.params:
             data[p] = (("sample",), da.full((n,), np.nan, dtype=np.float64, chunks=(ck,)))
         ds = xr.Dataset(data, coords=_coords(layout, n))
@@ -106,6 +122,9 @@ def write_region(
     fields: np.ndarray,
     masks: np.ndarray,
     params: dict[str, np.ndarray],
+    holdout: np.ndarray | None = None,
+    *,
+    truth: bool = True,
 ) -> None:
     """Write samples ``start : start + n`` of ``split``.
 
@@ -113,13 +132,17 @@ def write_region(
         fields: complete fields ``(n, T, C, H, W)``; NaN is written wherever ``masks`` is 0.
         masks: bool ``(n, T, H, W)``.
         params: per-sample parameters, each ``(n,)``.
+        holdout: bool ``(n, T, H, W)`` held-out points (val/test of a store that has them).
+        truth: write ``fields`` as val/test truth (False for real gaps: there is none).
     """
     n = fields.shape[0]
     observed = np.where(masks[:, :, None], fields, np.nan).astype(np.float32)
     dims5 = ("sample", "time", "channel", "y", "x")
     data = {"field": (dims5, observed), "mask": (("sample", "time", "y", "x"), masks)}
-    if split != "train":
+    if split != "train" and truth:
         data["truth"] = (dims5, fields.astype(np.float32))
+    if holdout is not None:
+        data["holdout"] = (("sample", "time", "y", "x"), holdout)
     for name, value in params.items():
         data[name] = (("sample",), np.asarray(value, dtype=np.float64))
     ds = xr.Dataset(data)

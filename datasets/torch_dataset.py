@@ -26,6 +26,8 @@ class SplitDataset(Dataset):
         url: store URL (path, ``memory://``, ``gs://``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         with_truth: also return ground truth (val/test only; never for training).
+        with_holdout: also return the ``holdout`` mask of held-out observed points (val/test
+            of a store that has one).
         limit: use only the first ``limit`` samples.
         cache_bytes: bound on the chunk cache of this dataset object.
     """
@@ -38,6 +40,7 @@ class SplitDataset(Dataset):
         with_truth: bool = False,
         limit: int | None = None,
         cache_bytes: int = 256 * 2**20,
+        with_holdout: bool = False,
     ) -> None:
         if with_truth and split == "train":
             raise ValueError(
@@ -50,7 +53,9 @@ class SplitDataset(Dataset):
             with_truth,
             cache_bytes,
         )
-        ds = open_split(url, split, ["truth"] if with_truth else [])
+        self.with_holdout = with_holdout
+        wanted = (["truth"] if with_truth else []) + (["holdout"] if with_holdout else [])
+        ds = open_split(url, split, wanted)
         self.n = ds.sizes["sample"] if limit is None else min(limit, ds.sizes["sample"])
         self.chunk = ds["field"].encoding.get("chunks", (ds.sizes["sample"],))[0]
         self.shape = tuple(ds["field"].shape[1:])  # (T, C, H, W)
@@ -99,6 +104,10 @@ class SplitDataset(Dataset):
         if self.with_truth:
             block["truth"] = torch.from_numpy(
                 self._normalise(self._ds["truth"].isel(sample=sl).values)
+            )
+        if self.with_holdout:
+            block["holdout"] = torch.from_numpy(
+                self._ds["holdout"].isel(sample=sl).values.astype(bool)
             )
         size = sum(v.nbytes for v in block.values())
         while self._cache and self._cached_bytes + size > self.cache_bytes:

@@ -209,7 +209,14 @@ def test_impute_batch_matches_per_sample_calls():
 @pytest.mark.parametrize(
     ("name", "values_shape", "values_dtype", "mask_shape", "mask_dtype", "message"),
     [
-        ("bogus", (2, 3, 1, 8, 8), np.float32, (2, 3, 8, 8), bool, "allowed: \\['inpaint_ns'"),
+        (
+            "bogus",
+            (2, 3, 1, 8, 8),
+            np.float32,
+            (2, 3, 8, 8),
+            bool,
+            "allowed: \\['dineof', 'inpaint_ns'",
+        ),
         ("telea", (2, 3, 1, 8, 8), np.float32, (2, 3, 8, 9), bool, "does not match"),
         ("telea", (2, 3, 1, 8, 8), np.float32, (2, 3, 8, 8), np.uint8, "mask must have dtype"),
         ("temporal", (3, 1, 8, 8), np.float32, (3, 8, 8), bool, "\\(N, T, C, H, W\\)"),

@@ -46,3 +46,19 @@ def test_masks_do_not_depend_on_sharding():
     assert torch.equal(whole[4:7], part)
     other_split = masks_for_samples(fam, 3, "test", range(4, 7), 2, 8, 8)
     assert not torch.equal(part, other_split)
+
+
+def test_cloud_masks_have_the_observed_fraction_and_spatially_correlated_gaps():
+    from scipy import ndimage
+
+    from incdyn.datasets.masks import MaskFamily, sample_masks
+
+    family = MaskFamily(kind="cloud", p=0.6, scale=3.0, static=False)
+    g = torch.Generator().manual_seed(0)
+    masks = sample_masks(family, 2, 3, 32, 32, g)
+    assert masks.shape == (2, 3, 32, 32)
+    assert (masks.flatten(2).sum(-1) == round(0.6 * 32 * 32)).all()
+    assert not (masks[:, 0] == masks[:, 1]).all()  # clouds move from frame to frame
+    gaps = ~masks[0, 0].numpy()
+    _, pieces = ndimage.label(gaps)
+    assert pieces < 0.05 * gaps.sum()  # a few large clouds, not scattered pixels

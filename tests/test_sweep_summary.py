@@ -34,7 +34,9 @@ def test_best_is_lowest_mean_val_mse_even_where_val_loss_disagrees():
         trial(0.7, 1, val_loss=0.5, val_mse=0.036, test_mse=0.021),
         trial(0.5, 0, None, None, None, status="KILLED"),  # stopped early: not evaluated
     ]
-    result = summarize(trials, mode="grid", parent_run_id="p", experiment="e", seconds=1.0)
+    result = summarize(
+        trials, mode="grid", parent_run_id="p", experiment="e", seconds=1.0, criterion="val_mse"
+    )
     assert [c.context_ratio for c in result.configs] == [0.3, 0.7]
     best = result.best
     assert best.n == 2 and best.val_mse == pytest.approx(0.029)
@@ -46,5 +48,7 @@ def test_best_is_lowest_mean_val_mse_even_where_val_loss_disagrees():
 
 def test_a_trial_finished_without_val_mse_is_not_ranked():
     trials = [trial(0.3, 0, val_loss=0.9, val_mse=None, test_mse=0.03)]
-    result = summarize(trials, mode="grid", parent_run_id="p", experiment="e", seconds=1.0)
+    result = summarize(
+        trials, mode="grid", parent_run_id="p", experiment="e", seconds=1.0, criterion="val_mse"
+    )
     assert result.best is None and "no trial finished" in result.describe()

@@ -20,18 +20,26 @@ class SquaredError:
     sums: dict[str, np.ndarray] = field(default_factory=dict)
 
     def update(
-        self, imputed: np.ndarray, truth: np.ndarray, mask: np.ndarray, std: np.ndarray
+        self,
+        imputed: np.ndarray,
+        truth: np.ndarray,
+        mask: np.ndarray,
+        std: np.ndarray,
+        domain: np.ndarray | None = None,
     ) -> None:
-        """imputed, truth ``(N, T, C, H, W)`` physical units; mask bool ``(N, T, H, W)``; std ``(C,)``."""
+        """imputed, truth ``(N, T, C, H, W)`` physical units; mask bool ``(N, T, H, W)``; std ``(C,)``;
+        domain bool ``(H, W)``: points outside it are not scored (None: every point is)."""
         if imputed.shape != truth.shape:
             raise ValueError(f"imputed shape {imputed.shape} != truth shape {truth.shape}")
-        if not np.isfinite(imputed).all():
+        inside = np.ones(imputed.shape[-2:], bool) if domain is None else domain
+        inside = np.broadcast_to(inside, imputed.shape)
+        if not np.isfinite(imputed[inside]).all():
             raise ValueError("imputed field has NaN or inf values")
-        err = ((imputed - truth) / std.reshape(1, 1, -1, 1, 1)) ** 2
-        hidden = np.broadcast_to(~mask[:, :, None], err.shape)
+        err = np.where(inside, (imputed - truth) / std.reshape(1, 1, -1, 1, 1), 0.0) ** 2
+        hidden = np.broadcast_to(~mask[:, :, None], err.shape) & inside
         per_channel_all = err.sum(axis=(0, 1, 3, 4))
         per_channel_hidden = np.where(hidden, err, 0.0).sum(axis=(0, 1, 3, 4))
-        n_all = np.full(len(self.channels), err.size / err.shape[2])
+        n_all = inside.sum(axis=(0, 1, 3, 4)).astype(float)
         n_hidden = hidden.sum(axis=(0, 1, 3, 4)).astype(float)
         for key, value in (
             ("all", per_channel_all),

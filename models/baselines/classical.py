@@ -1,7 +1,8 @@
 """Registry of the paper's classical imputation baselines (Sec. 4.1) and a batch driver.
 
 Temporal Consistency (nearest observation in time, then inverse-distance weighting), Fast
-Marching inpainting (Telea 2004) and Navier–Stokes inpainting (Bertalmio et al. 2001).
+Marching inpainting (Telea 2004), Navier–Stokes inpainting (Bertalmio et al. 2001) and DINEOF
+(Beckers & Rixen 2003), the EOF gap filler of oceanography and meteorology.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from incdyn.models.baselines.dineof import dineof
 from incdyn.models.baselines.inpaint_opencv import inpaint_ns, inpaint_telea
 from incdyn.models.baselines.temporal_consistency import temporal_consistency
 
@@ -17,6 +19,7 @@ CLASSICAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "temporal": temporal_consistency,
     "telea": inpaint_telea,
     "inpaint_ns": inpaint_ns,
+    "dineof": dineof,
 }
 
 

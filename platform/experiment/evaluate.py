@@ -2,7 +2,9 @@
 
 Diffusion methods run the single-step ensemble (Sec. 3.3) batch by batch in the calling
 process; classical baselines run as Ray tasks, one per store chunk of test samples. Both feed the
-same :class:`~incdyn.datasets.metrics.squared_error.SquaredError`, so every method is scored by one code path.
+same :class:`~incdyn.datasets.metrics.squared_error.SquaredError` (truth) and
+:class:`~incdyn.datasets.metrics.heldout.HeldoutError` (held-out observed points), so every
+method is scored by one code path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ray
 import torch
 from torch.utils.data import DataLoader
 
+from incdyn.datasets.metrics.heldout import HeldoutError
 from incdyn.datasets.metrics.scoring import physics_context, score
 from incdyn.datasets.metrics.squared_error import SquaredError
 from incdyn.datasets.store import normalization, open_split
@@ -43,6 +46,32 @@ def _n_test(url: str, max_samples: int | None) -> int:
     return n if max_samples is None else min(n, max_samples)
 
 
+def _has(url: str, split: str, name: str) -> bool:
+    return name in open_split(url, split)
+
+
+def _domain(ds) -> np.ndarray | None:
+    """bool ``(H, W)``: the physical domain, or None when every point is inside."""
+    return ds["domain"].values.astype(bool) if "domain" in ds else None
+
+
+def _outside_to_nan(imputed: np.ndarray, domain: np.ndarray | None) -> np.ndarray:
+    """The imputation a user gets: NaN outside the domain (``(N, T, C, H, W)``)."""
+    if domain is not None:
+        imputed[..., ~domain] = np.nan
+    return imputed
+
+
+def _run_kinds(kinds, denoiser, x, m, plan: SamplerPlan, g: torch.Generator) -> dict:
+    """Impute one batch with each sampler of ``kinds`` (multi-step reuses single's μ₀)."""
+    out, mu0 = {}, None
+    for kind in kinds:
+        out[kind], _ = impute(kind, denoiser, x, m, plan, generator=g, mu0=mu0)
+        if kind == "single":
+            mu0 = out[kind]  # the multi-step sampler's μ₀ is the single-step estimate
+    return out
+
+
 def _impute_split(
     split: str,
     kinds: list[str],
@@ -55,27 +84,73 @@ def _impute_split(
     device: str,
 ) -> tuple[dict[str, dict[str, float]], dict[str, tuple]]:
     """Impute ``split`` (``val`` or ``test``) with each sampler of ``kinds``; metrics per kind
-    (keys ``test_*`` as :class:`SquaredError` names them) and the first sample per kind."""
-    data = SplitDataset(store_url, split, with_truth=True, limit=limit)
+    (keys ``test_*`` as :class:`SquaredError` and :class:`HeldoutError` name them) and the first
+    sample per kind.
+
+    With truth, the imputation from every observed point is scored against it. With held-out
+    points, a second pass imputes from ``mask`` without them and is scored on them; it draws
+    from its own generator, so the first pass's numbers do not depend on it.
+    """
+    truth, held = _has(store_url, split, "truth"), _has(store_url, split, "holdout")
+    data = SplitDataset(store_url, split, with_truth=truth, with_holdout=held, limit=limit)
     physics = physics_context(open_split(store_url, split), spec.data.source)
+    domain = _domain(open_split(store_url, split))
     accs = {k: SquaredError(data.channels) for k in kinds}
+    held_accs = {k: HeldoutError(data.channels) for k in kinds}
     examples: dict[str, tuple] = {}
     # the same masks and noise for every split's first batch would tie val to test: offset them
     g = torch.Generator(device=device).manual_seed(spec.seed + (7 if split == "test" else 11))
+    g_held = torch.Generator(device=device).manual_seed(spec.seed + (19 if split == "test" else 23))
     for batch in DataLoader(data, batch_size=spec.evaluation.batch_size):
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-        truth_phys = data.denormalise(batch["truth"])
         mask = batch["mask"].numpy()
-        mu0 = None
-        for kind in kinds:
-            imputed, _ = impute(kind, denoiser, x, m, plan, generator=g, mu0=mu0)
-            if kind == "single":
-                mu0 = imputed  # the multi-step sampler's μ₀ is the single-step estimate
-            imputed_phys = data.denormalise(imputed)
-            accs[kind].update(imputed_phys, truth_phys, mask, data.std.ravel())
-            accs[kind].add(score(imputed_phys, truth_phys, batch["index"].numpy(), physics))
-            examples.setdefault(kind, (truth_phys[0], mask[0], imputed_phys[0]))
-    return {k: acc.result() for k, acc in accs.items()}, examples
+        observed = np.where(mask[:, :, None], data.denormalise(batch["x_obs"]), np.nan)
+        reference = data.denormalise(batch["truth"]) if truth else observed
+        for kind, imputed in _run_kinds(kinds, denoiser, x, m, plan, g).items():
+            imputed_phys = _outside_to_nan(data.denormalise(imputed), domain)
+            if truth:
+                accs[kind].update(imputed_phys, reference, mask, data.std.ravel(), domain)
+                accs[kind].add(score(imputed_phys, reference, batch["index"].numpy(), physics))
+            examples.setdefault(kind, (reference[0], mask[0], imputed_phys[0]))
+        if held:
+            h = batch["holdout"].to(device)
+            m_in = m & ~h
+            x_in = x * m_in[:, None]
+            for kind, imputed in _run_kinds(kinds, denoiser, x_in, m_in, plan, g_held).items():
+                held_accs[kind].update(
+                    data.denormalise(imputed), observed, batch["holdout"].numpy(), data.std.ravel()
+                )
+    metrics = {
+        k: {**(accs[k].result() if truth else {}), **(held_accs[k].result() if held else {})}
+        for k in kinds
+    }
+    return metrics, examples
+
+
+def _criterion_key(spec: ExperimentSpec, val: dict[str, dict[str, float]]) -> str:
+    """The key of ``val``'s metrics that chooses (``test_*`` names, as the splits' metrics have)."""
+    criterion = spec.evaluation.criterion
+    key = "test_mse" if criterion == "val_mse" else "test_heldout_mse"
+    if any(key not in m for m in val.values()):
+        raise ValueError(
+            f"choosing on {criterion} needs it on the validation split, which has "
+            f"{sorted(next(iter(val.values())))}: set evaluation.holdout or evaluation.select_on"
+        )
+    return key
+
+
+def _val_metrics(val: dict[str, dict[str, float]], chosen: str, kinds: list[str]) -> dict:
+    """The validation metrics logged beside the test ones: ``val_mse``, ``val_mse_unobserved``
+    and ``val_heldout_mse`` of the chosen sampler, and per sampler when there are several."""
+    names = ("test_mse", "test_mse_unobserved", "test_heldout_mse")
+    out = {"val" + n[4:]: val[chosen][n] for n in names if n in val[chosen]}
+    if len(kinds) > 1:
+        for k in kinds:
+            for n in ("test_mse", "test_heldout_mse"):
+                if n in val[k]:
+                    out[f"val{n[4:]}_{k}"] = val[k][n]
+        out["sampler_used"] = float(kinds.index(chosen))
+    return out
 
 
 def evaluate_diffusion(
@@ -91,12 +166,15 @@ def evaluate_diffusion(
     weights): ``method.sampler.kind`` is ``single`` (ensemble, Sec. 3.3), ``multi`` (Alg. 4),
     ``direct`` (full mask as context, Table 4) or ``best`` — the paper's rule for diffusion
     baselines (report the better of single and multi), with the choice made on the
-    **validation** split (``val_mse_single``, ``val_mse_multi``; ``sampler_used``: 0 single,
-    1 multi) and only the chosen sampler run on the test split, so that nothing is tuned on test.
+    **validation** split by ``spec.evaluation.criterion`` (``val_heldout_mse`` when the store
+    has held-out points, unless the spec asks for the truth's ``val_mse``; per sampler
+    ``val_mse_single``, ``val_heldout_mse_multi``, ...; ``sampler_used``: 0 single, 1 multi) and
+    only the chosen sampler run on the test split, so that nothing is tuned on test.
 
-    Returns the test metrics (``test_*``) and the validation metrics of the sampler used
-    (``val_mse``, ``val_mse_unobserved``: what settings are chosen by, e.g. the best ratio of
-    Table 6). ``spec.evaluation.val_samples`` limits the validation samples (default: all).
+    Returns the test metrics (``test_*``, ``test_heldout_mse`` with held-out points) and the
+    validation metrics of the sampler used (``val_mse``, ``val_mse_unobserved``,
+    ``val_heldout_mse``: what settings are chosen by, e.g. the best ratio of Table 6).
+    ``spec.evaluation.val_samples`` limits the validation samples (default: all).
     """
     device = "cuda" if spec.ray.use_gpu else "cpu"
     denoiser, _ = load_denoiser(checkpoint_dir, device)
@@ -107,16 +185,11 @@ def evaluate_diffusion(
     val, _ = _impute_split(
         "val", kinds, denoiser, spec, plan, limit=spec.evaluation.val_samples, **common
     )
-    chosen = min(kinds, key=lambda k: val[k]["test_mse"])
+    key = _criterion_key(spec, val)
+    chosen = min(kinds, key=lambda k: val[k][key])
     limit = _n_test(store_url, spec.evaluation.max_samples)
     test, examples = _impute_split("test", [chosen], denoiser, spec, plan, limit=limit, **common)
-    metrics = dict(test[chosen])
-    metrics["val_mse"] = val[chosen]["test_mse"]
-    metrics["val_mse_unobserved"] = val[chosen]["test_mse_unobserved"]
-    if len(kinds) > 1:
-        for k in kinds:
-            metrics[f"val_mse_{k}"] = val[k]["test_mse"]
-        metrics["sampler_used"] = float(kinds.index(chosen))
+    metrics = {**test[chosen], **_val_metrics(val, chosen, kinds)}
     # -- ensemble verification, error against K, calibration: verification.py --------------
     verification = None
     if spec.evaluation.verification.enabled:
@@ -130,35 +203,66 @@ def evaluate_diffusion(
 
 
 def _classical_shard(
-    name: str, url: str, start: int, stop: int, source: str
-) -> tuple[SquaredError, tuple]:
-    split = open_split(url, "test", ["truth"])
-    physics = physics_context(split, source)
-    ds = split.isel(sample=slice(start, stop))
-    values, mask, truth = ds["field"].values, ds["mask"].values, ds["truth"].values
-    imputed = impute_batch(name, values.astype(np.float32), mask.astype(bool))
+    name: str, url: str, split: str, start: int, stop: int, source: str
+) -> tuple[SquaredError | None, HeldoutError | None, tuple]:
+    """Baseline ``name`` on samples ``start:stop`` of ``split``: the truth's accumulator (None
+    without truth), the held-out pass's (None without held-out points) and the first sample."""
+    data = open_split(url, split)
+    physics = physics_context(data, source)
+    ds = data.isel(sample=slice(start, stop))
+    values, mask = ds["field"].values.astype(np.float32), ds["mask"].values.astype(bool)
+    channels = tuple(str(c) for c in ds["channel"].values)
     _, std = normalization(url)
-    acc = SquaredError(tuple(str(c) for c in ds["channel"].values))
-    acc.update(imputed, truth, mask, std)
-    acc.add(score(imputed, truth, np.arange(start, stop), physics))
-    return acc, (truth[0], mask[0], imputed[0])
+    domain = _domain(ds)
+    imputed = _outside_to_nan(impute_batch(name, values, mask), domain)
+    acc = held = None
+    reference = values
+    if "truth" in ds:
+        reference = ds["truth"].values
+        acc = SquaredError(channels)
+        acc.update(imputed, reference, mask, std, domain)
+        acc.add(score(imputed, reference, np.arange(start, stop), physics))
+    if "holdout" in ds:
+        holdout = ds["holdout"].values.astype(bool)
+        m_in = mask & ~holdout
+        hidden = np.where(m_in[:, :, None], values, np.nan).astype(np.float32)
+        held = HeldoutError(channels)
+        held.update(impute_batch(name, hidden, m_in), values, holdout, std)
+    return acc, held, (reference[0], mask[0], imputed[0])
 
 
 _classical_task = ray.remote(num_cpus=1)(_classical_shard)
 
 
+def _classical_split(kind: str, url: str, split: str, n: int, source: str) -> tuple[dict, tuple]:
+    chunk = open_split(url, split)["field"].encoding.get("chunks", (n,))[0]
+    ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    if url.startswith("memory://") or not ray.is_initialized():
+        parts = [_classical_shard(kind, url, split, a, b, source) for a, b in ranges]
+    else:
+        parts = ray.get([_classical_task.remote(kind, url, split, a, b, source) for a, b in ranges])
+    metrics = {}
+    for i in (0, 1):
+        acc = parts[0][i]
+        if acc is not None:
+            for other in parts[1:]:
+                acc.merge(other[i])
+            metrics.update(acc.result())
+    return metrics, parts[0][2]
+
+
 def evaluate_classical(
     kind: str, *, store_url: str, max_samples: int | None, source: str
 ) -> Evaluation:
-    """Classical baseline over the test split, one Ray task per store chunk."""
+    """Classical baseline over the test split, one Ray task per store chunk.
+
+    With held-out points the validation split is imputed too (``val_heldout_mse``, and
+    ``val_mse`` where there is truth), so that baselines are compared on the same footing.
+    """
     n = _n_test(store_url, max_samples)
-    chunk = open_split(store_url, "test")["field"].encoding.get("chunks", (n,))[0]
-    ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    if store_url.startswith("memory://") or not ray.is_initialized():
-        parts = [_classical_shard(kind, store_url, a, b, source) for a, b in ranges]
-    else:
-        parts = ray.get([_classical_task.remote(kind, store_url, a, b, source) for a, b in ranges])
-    acc = parts[0][0]
-    for other, _ in parts[1:]:
-        acc.merge(other)
-    return Evaluation(acc.result(), *parts[0][1])
+    metrics, example = _classical_split(kind, store_url, "test", n, source)
+    if _has(store_url, "val", "holdout"):
+        n_val = open_split(store_url, "val").sizes["sample"]
+        val, _ = _classical_split(kind, store_url, "val", n_val, source)
+        metrics.update(_val_metrics({kind: val}, kind, [kind]))
+    return Evaluation(metrics, *example)

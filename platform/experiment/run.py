@@ -59,6 +59,7 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
         family=d.observation,
         seed=spec.seed,
         test_family=d.test_observation,
+        holdout=spec.evaluation.holdout,
     )
     url = store_url_of(spec)
     status = build_store(url, config, progress=progress)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from incdyn.datasets.holdout import HoldoutSpec
 from incdyn.datasets.masks import MaskFamily
 from incdyn.models.backbones.options import BackboneSpec, UNetSpec
 from incdyn.models.partition import PartitionSpec
@@ -24,8 +25,8 @@ class DataSpec(Strict):
     """Where the data come from and how they are observed."""
 
     source: Literal[
-        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5"
-    ] = "navier_stokes"  # PDE generator, or era5 (windows of a WeatherBench2/ARCO zarr store)
+        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5", "xarray"
+    ] = "navier_stokes"  # PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
     preset: str = "quickstart"  # the generator's named configuration
     params: dict[str, float | int | str | list[float] | list[str]] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
@@ -66,11 +67,11 @@ class DiffusionMethod(Strict):
 class ClassicalMethod(Strict):
     """A classical imputation baseline (Sec. 4.1)."""
 
-    kind: Literal["inpaint_ns", "telea", "temporal"]
+    kind: Literal["inpaint_ns", "telea", "temporal", "dineof"]
     name: str
 
 
-CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal")
+CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal", "dineof")
 
 
 def _method_tag(value: Any) -> str:
@@ -83,7 +84,9 @@ MethodSpec = Annotated[
     Discriminator(
         _method_tag,
         custom_error_type="method_kind",
-        custom_error_message="kind must be one of 'diffusion', 'inpaint_ns', 'telea', 'temporal'",
+        custom_error_message=(
+            "kind must be one of 'diffusion', 'inpaint_ns', 'telea', 'temporal', 'dineof'"
+        ),
     ),
 ]
 
@@ -128,6 +131,26 @@ class EvaluationSpec(Strict):
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     figure: bool = True  # log truth / observed / imputed / error figures
     verification: VerificationSpec = VerificationSpec()  # calibration and error against K
+    holdout: HoldoutSpec | None = None  # withhold observed val/test points: *_heldout_mse
+    select_on: Literal["heldout", "truth"] | None = None  # None: heldout when holdout is set
+
+    @model_validator(mode="after")
+    def _heldout_needs_holdout(self) -> EvaluationSpec:
+        if self.select_on == "heldout" and self.holdout is None:
+            raise ValueError(
+                "select_on: heldout needs evaluation.holdout (e.g. holdout: {fraction: 0.1}); "
+                "or select_on: truth to choose on the validation truth"
+            )
+        return self
+
+    @property
+    def criterion(self) -> str:
+        """The metric every choice is made by: ``val_heldout_mse`` (held-out observed points,
+        no truth needed) or ``val_mse`` (validation truth, only when asked for or when there
+        are no held-out points)."""
+        if self.select_on == "truth" or (self.select_on is None and self.holdout is None):
+            return "val_mse"
+        return "val_heldout_mse"
 
 
 class RaySpec(Strict):
@@ -192,6 +215,16 @@ class ExperimentSpec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _real_gaps_need_holdout(self) -> ExperimentSpec:
+        real = self.data.source == "xarray" and self.data.params.get("gaps") == "real"
+        if real and (self.evaluation.holdout is None or self.evaluation.select_on == "truth"):
+            raise ValueError(
+                "data.params.gaps: real data hold no truth: set evaluation.holdout "
+                "(e.g. {fraction: 0.1}) and do not set evaluation.select_on: truth"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _partition_matches_masks(self) -> ExperimentSpec:
         observed = self.data.observation.kind
         for m in self.methods:
@@ -243,6 +276,7 @@ class ExperimentSpec(Strict):
             "pixel": f"pixel {o.p:.0%}",
             "block": f"block {o.k}/{o.blocks**2}",
             "station": f"station {o.stations}×r{o.radius:g}",
+            "cloud": f"cloud {o.p:.0%}×s{o.scale:g}",
         }[o.kind]
         return f"{self.data.source} {mask}"
 

@@ -7,8 +7,10 @@ The swept method is the spec's first diffusion method (or ``--method NAME``): it
 sampler and partition kind are every trial's, its ratios and backbone the default of each axis.
 Each trial (:mod:`~incdyn.platform.sweep.trial`) trains through Ray Train, imputes the test split
 and is an MLflow child run (``incdyn.role=trial``) of one sweep parent run per data setting.
-The best configuration has the lowest mean ``val_mse`` (imputation error on the validation split)
-over seeds among the evaluated trials: the test split never chooses. ASHA stops trials on
+The best configuration has the lowest mean of the spec's criterion over seeds among the
+evaluated trials (``evaluation.criterion``: the held-out observed points' ``val_heldout_mse``,
+or the truth's ``val_mse`` when the spec asks for it or has no held-out points): the test split
+never chooses. ASHA stops trials on
 ``val_loss``, the only validation figure logged while a trial trains.
 """
 
@@ -265,6 +267,7 @@ def _sweep_setting(
             parent_run_id=parent_id,
             experiment=spec.experiment_name,
             seconds=time.perf_counter() - t0,
+            criterion=spec.evaluation.criterion,
         )
         result.log(client, parent_id, axes)
     print(result.describe(), flush=True)

@@ -1,9 +1,12 @@
 """What a sweep found, read back from MLflow: its trials, the best configuration, the heat map.
 
-The best configuration has the lowest mean ``val_mse`` — the imputation error of the trial's
-sampler on the validation split (:func:`~incdyn.platform.experiment.evaluate.evaluate_diffusion`), the
-criterion by which Table 6's best ratio is chosen — over the seeds of the trials that finished
-and were evaluated; ``test_mse`` is reported beside it and never chooses. ``val_loss`` (the
+The best configuration has the lowest mean of the spec's criterion over the seeds of the trials
+that finished and were evaluated: ``val_heldout_mse`` — the imputation error of the trial's
+sampler at the validation split's held-out observed points, no truth needed — or, when the spec
+asks for it (or has no held-out points), ``val_mse``, the error against the validation truth
+(:func:`~incdyn.platform.experiment.evaluate.evaluate_diffusion`); ``test_mse`` is reported beside
+it and never chooses. Where both criteria exist, their rank agreement across the configurations
+(Spearman's ρ) is printed and logged. ``val_loss`` (the
 training objective on the validation split's observed values) is shown too, but it does not
 compare ratios: each trial scores its own partition's query entries, so a smaller context makes
 a harder task and a larger loss whatever the imputation is worth.
@@ -23,6 +26,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report.tables import search_all
+from incdyn.platform.sweep.agreement import spearman
 from incdyn.platform.tracking import (
     ROLE_TRIAL,
     TAG_BEST,
@@ -48,6 +52,7 @@ class TrialRecord:
     val_mse: float | None  # imputation error on the validation split: what chooses
     test_mse: float | None
     test_mse_unobserved: float | None
+    val_heldout_mse: float | None = None  # error at held-out observed val points: no truth
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class ConfigSummary:
     val_mse: float
     test_mse: float
     test_mse_unobserved: float
+    val_heldout_mse: float = math.nan
 
     @property
     def label(self) -> str:
@@ -108,6 +114,7 @@ def collect_trials(
                 val_mse=m.get("val_mse"),
                 test_mse=m.get("test_mse"),
                 test_mse_unobserved=m.get("test_mse_unobserved"),
+                val_heldout_mse=m.get("val_heldout_mse"),
             )
         )
     return records
@@ -121,20 +128,30 @@ class SweepResult:
     trials: list[TrialRecord]
     configs: list[ConfigSummary]  # evaluated configurations, best first
     seconds: float
+    criterion: str = "val_heldout_mse"  # what chose the best configuration
+
+    @property
+    def agreement(self) -> float:
+        """Spearman's ρ of ``val_heldout_mse`` and ``val_mse`` across configurations (NaN
+        unless both exist for at least 3)."""
+        return spearman(
+            [c.val_heldout_mse for c in self.configs], [c.val_mse for c in self.configs]
+        )
 
     @property
     def best(self) -> ConfigSummary | None:
         return self.configs[0] if self.configs else None
 
     def table(self) -> str:
-        head = "| context_ratio | query_ratio | backbone | n | val_loss | val_mse | test_mse | test_mse_unobserved |"
-        lines = [head, "|---|---|---|---|---|---|---|---|"]
+        head = "| context_ratio | query_ratio | backbone | n | val_loss | val_mse | test_mse | test_mse_unobserved | val_heldout_mse |"
+        lines = [head, "|---|---|---|---|---|---|---|---|---|"]
         for i, c in enumerate(self.configs):
-            mark = "**" if i == 0 else ""
+            truth = "**" if i == 0 and self.criterion == "val_mse" else ""
+            held = "**" if i == 0 and self.criterion == "val_heldout_mse" else ""
             lines.append(
                 f"| {c.context_ratio:g} | {c.query_ratio:g} | {c.backbone} | {c.n} | "
-                f"{c.val_loss:.4g} | {mark}{c.val_mse:.4g}{mark} | {c.test_mse:.4g} | "
-                f"{c.test_mse_unobserved:.4g} |"
+                f"{c.val_loss:.4g} | {truth}{c.val_mse:.4g}{truth} | {c.test_mse:.4g} | "
+                f"{c.test_mse_unobserved:.4g} | {held}{c.val_heldout_mse:.4g}{held} |"
             )
         return "\n".join(lines)
 
@@ -153,8 +170,13 @@ class SweepResult:
             lines.append("no trial finished: no best configuration")
         else:
             lines.append(
-                f"best configuration (lowest mean val_mse over {b.n} trial(s)): {b.label}"
-                f"  val_mse={b.val_mse:.4g}  test_mse={b.test_mse:.4g}"
+                f"best configuration (lowest mean {self.criterion} over {b.n} trial(s)): {b.label}"
+                f"  {self.criterion}={getattr(b, self.criterion):.4g}  test_mse={b.test_mse:.4g}"
+            )
+        if math.isfinite(self.agreement):
+            lines.append(
+                f"rank agreement of val_heldout_mse with val_mse (truth) across "
+                f"{len(self.configs)} configurations: Spearman rho = {self.agreement:.3f}"
             )
         return "\n".join(lines)
 
@@ -169,6 +191,7 @@ class SweepResult:
             return
         client.log_text(run_id, json.dumps(asdict(b), indent=1), "best.json")
         client.set_tag(run_id, TAG_BEST, b.label)
+        held, agree = math.isfinite(b.val_heldout_mse), math.isfinite(self.agreement)
         stamp = int(time.time() * 1000)
         client.log_batch(
             run_id,
@@ -177,8 +200,11 @@ class SweepResult:
                 Metric("best_val_mse", b.val_mse, stamp, 0),
                 Metric("best_test_mse", b.test_mse, stamp, 0),
                 Metric("best_test_mse_unobserved", b.test_mse_unobserved, stamp, 0),
+                *[Metric("best_val_heldout_mse", b.val_heldout_mse, stamp, 0)] * held,
+                *[Metric("selection_spearman", self.agreement, stamp, 0)] * agree,
             ],
             params=[
+                Param("best.criterion", self.criterion),
                 Param("best.context_ratio", f"{b.context_ratio:g}"),
                 Param("best.query_ratio", f"{b.query_ratio:g}"),
                 Param("best.backbone", b.backbone),
@@ -186,12 +212,27 @@ class SweepResult:
         )
 
 
+def _mean(values) -> float:
+    return statistics.fmean(math.nan if v is None else v for v in values)
+
+
 def summarize(
-    trials: list[TrialRecord], *, mode: str, parent_run_id: str, experiment: str, seconds: float
+    trials: list[TrialRecord],
+    *,
+    mode: str,
+    parent_run_id: str,
+    experiment: str,
+    seconds: float,
+    criterion: str,
 ) -> SweepResult:
+    """Mean metrics per configuration, ranked by ``criterion`` (``val_heldout_mse`` or
+    ``val_mse``); a trial without the criterion, ``val_loss`` or ``test_mse`` is not ranked."""
+    if criterion not in ("val_heldout_mse", "val_mse"):
+        raise ValueError(f"criterion must be 'val_heldout_mse' or 'val_mse', got {criterion!r}")
     groups: dict[tuple, list[TrialRecord]] = {}
     for t in trials:
-        if t.status == "FINISHED" and None not in (t.val_loss, t.val_mse, t.test_mse):
+        needed = (t.val_loss, getattr(t, criterion), t.test_mse)
+        if t.status == "FINISHED" and None not in needed:
             groups.setdefault((t.context_ratio, t.query_ratio, t.backbone), []).append(t)
     configs = [
         ConfigSummary(
@@ -200,16 +241,15 @@ def summarize(
             backbone=b,
             n=len(ts),
             val_loss=statistics.fmean(t.val_loss for t in ts),
-            val_mse=statistics.fmean(t.val_mse for t in ts),
+            val_mse=_mean(t.val_mse for t in ts),
             test_mse=statistics.fmean(t.test_mse for t in ts),
-            test_mse_unobserved=statistics.fmean(
-                t.test_mse_unobserved if t.test_mse_unobserved is not None else math.nan for t in ts
-            ),
+            test_mse_unobserved=_mean(t.test_mse_unobserved for t in ts),
+            val_heldout_mse=_mean(t.val_heldout_mse for t in ts),
         )
         for (c, q, b), ts in groups.items()
     ]
-    configs.sort(key=lambda c: c.val_mse)
-    return SweepResult(experiment, parent_run_id, mode, trials, configs, seconds)
+    configs.sort(key=lambda c: getattr(c, criterion))
+    return SweepResult(experiment, parent_run_id, mode, trials, configs, seconds, criterion)
 
 
 def ratio_heatmap(configs: list[ConfigSummary], axes: dict[str, list]) -> Figure:
@@ -220,7 +260,7 @@ def ratio_heatmap(configs: list[ConfigSummary], axes: dict[str, list]) -> Figure
     ctx = sorted(set(axes["context_ratio"]))
     qry = sorted(set(axes["query_ratio"]))
     backbones = list(dict.fromkeys(axes["backbone"]))
-    metrics = ("val_loss", "val_mse", "test_mse")
+    metrics = ("val_loss", "val_mse", "val_heldout_mse", "test_mse")
     fig = Figure(figsize=(4.2 * len(metrics) + 1, 3.2 * len(backbones) + 0.6), layout="constrained")
     grid = fig.subplots(len(backbones), len(metrics), squeeze=False)
     for r, backbone in enumerate(backbones):
@@ -244,5 +284,5 @@ def ratio_heatmap(configs: list[ConfigSummary], axes: dict[str, list]) -> Figure
             ax.set_ylabel("context ratio")
             ax.set_title(f"{metric} ({backbone})")
             fig.colorbar(im, ax=ax, shrink=0.85)
-    fig.suptitle("sweep: mean over seeds of evaluated trials (best chosen on val_mse)")
+    fig.suptitle("sweep: mean over seeds of evaluated trials")
     return fig

@@ -5,7 +5,8 @@ more *parts*: a data setting (a column of the runs), the methods compared with t
 beside each, the inequalities between method means that the claim asserts (``"ours < missdiff"``),
 and the claim's ratio with the paper's value (``ours / missdiff``: paper 1.931 / 3.077 = 0.63).
 A part may *select* a row on the validation split — the best of several context/query ratios by
-``val_mse`` (Table 6) — so that nothing is chosen on test data.
+``val_heldout_mse`` (held-out observed points, no truth needed) unless it names ``by: val_mse``
+(Table 6) — so that nothing is chosen on test data.
 
 The verdict of a part: every inequality holds between the means over seeds; it is also checked
 seed by seed ("holds in k of n seeds"). The ratio target is the paper's ratio or better (lower).

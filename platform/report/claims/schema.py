@@ -28,7 +28,7 @@ class SelectSpec(Strict):
 
     name: str  # how the inequalities and the ratio refer to the chosen row
     among: list[str] = Field(min_length=1)
-    by: str = "val_mse"
+    by: str = "val_heldout_mse"  # truth-free; val_mse (validation truth) only when named
 
 
 class PartSpec(Strict):
