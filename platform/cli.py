@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment spec end to end")
     _spec_args(run)
     run.add_argument("--dry-run", action="store_true", help="print the resolved spec and exit")
+    run.add_argument(
+        "--verbose", action="store_true", help="show Ray's own logs beside the progress bars"
+    )
     data = sub.add_parser("data", help="data-set commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     gen = data_sub.add_parser("generate", help="generate (or reuse) the spec's store")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(dry_run(spec))
             return 0
         try:
-            run_experiment(spec)
+            run_experiment(spec, verbose=args.verbose)
         except SpecError as exc:  # e.g. refused by the exposure audit, before Ray starts
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -85,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_audit(spec, args.out)
     if args.command == "data":
         from incdyn.platform.experiment.run import ensure_data
+        from incdyn.platform.job_paths import check_job_paths
         from incdyn.platform.ray_session import init_ray
 
+        try:
+            check_job_paths(spec)
+        except SpecError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         init_ray(spec.ray.address)
         ensure_data(spec)
         return 0

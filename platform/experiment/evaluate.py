@@ -29,6 +29,7 @@ from incdyn.models.samplers.multistep import (
 )
 from incdyn.models.samplers.single import ensemble_impute
 from incdyn.platform.checkpoint import load_denoiser
+from incdyn.platform.console import evaluation_bar
 from incdyn.platform.train.worker import partition_for
 
 
@@ -130,7 +131,9 @@ def _impute_split(
     examples: dict[str, tuple] = {}
     # the same masks and noise for every split's first batch would tie val to test: offset them
     g = torch.Generator(device=device).manual_seed(seed + (7 if split == "test" else 11))
+    bar = evaluation_bar(len(data), f"impute {split}")
     for batch in DataLoader(data, batch_size=batch_size):
+        bar.update(len(batch["index"]))
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
         truth_phys = data.denormalise(batch["truth"])
         mask = batch["mask"].numpy()
@@ -145,6 +148,7 @@ def _impute_split(
             accs[kind].update(imputed_phys, truth_phys, mask, data.std.ravel())
             accs[kind].add(score(imputed_phys, truth_phys, batch["index"].numpy(), physics))
             examples.setdefault(kind, (truth_phys[0], mask[0], imputed_phys[0]))
+    bar.close()
     return {k: acc.result() for k, acc in accs.items()}, examples
 
 

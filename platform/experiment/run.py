@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import mlflow
 import torch
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
+from incdyn.platform.console import configure, training_bar
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.evaluate import (
     Evaluation,
@@ -25,6 +25,7 @@ from incdyn.platform.experiment.evaluate import (
     evaluate_classical,
     evaluate_diffusion,
 )
+from incdyn.platform.job_paths import check_job_paths, resolve_local
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
@@ -33,8 +34,7 @@ from incdyn.platform.train.driver import run_name, train_method
 
 
 def store_url_of(spec: ExperimentSpec) -> str:
-    url = spec.store_url
-    return url if "://" in url else str(Path(url).resolve())
+    return resolve_local(spec.store_url)
 
 
 def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
@@ -58,7 +58,7 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
 
 
 def _run_method(
-    spec: ExperimentSpec, method, url: str, tracking_uri: str, run_id: str
+    spec: ExperimentSpec, method, url: str, tracking_uri: str, run_id: str, progress: bool = True
 ) -> Evaluation:
     if not isinstance(method, DiffusionMethod):
         return evaluate_classical(
@@ -68,7 +68,9 @@ def _run_method(
             source=spec.data.source,
         )
     mlflow.set_tag("ray_train_run", run_name(spec, method))
-    result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
+    bar = f"train {method.name} (seed {spec.seed})"
+    with training_bar(tracking_uri, run_id if progress else None, spec.training.steps, bar):
+        result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
     if result.checkpoint is None:
         raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
@@ -89,7 +91,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _record_method(
-    spec: ExperimentSpec, method, url: str, tracking_uri: str, params: dict, parent_id: str
+    spec: ExperimentSpec,
+    method,
+    url: str,
+    tracking_uri: str,
+    params: dict,
+    parent_id: str,
+    progress: bool = True,
 ) -> dict:
     """One child run: train (diffusion) or run (baseline), impute, score and log."""
     t0 = time.perf_counter()
@@ -109,7 +117,7 @@ def _record_method(
             f"method.{k}": v for k, v in flatten(method.model_dump(mode="json")).items()
         }
         log_params({**params, "seed": str(spec.seed), **method_params})
-        ev = _run_method(spec, method, url, tracking_uri, child.info.run_id)
+        ev = _run_method(spec, method, url, tracking_uri, child.info.run_id, progress)
         seconds = time.perf_counter() - t0
         mlflow.log_metrics({**ev.metrics, "seconds": seconds})
         if spec.evaluation.figure:
@@ -127,25 +135,31 @@ def _record_method(
     }
 
 
-def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]:
+def run_experiment(
+    spec: ExperimentSpec, *, progress: bool = True, verbose: bool = True
+) -> list[dict]:
     """Run every method of ``spec`` for every data setting and seed; one row per run.
 
     The exposure audit runs first (before any data or Ray): a partition strategy that leaves
-    never-queried dimensions is refused unless the method allows it.
+    never-queried dimensions is refused unless the method allows it. ``verbose=False`` keeps
+    Ray's own logs out of the console (progress bars and the table only).
     """
+    check_job_paths(spec)  # in a Ray job: nothing written where the job's folder loses it
     variants = spec.variants()
     for variant in variants:
         check_exposure(variant)
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(spec.experiment_name)
-    init_ray(spec.ray.address)
+    configure(verbose)
+    init_ray(spec.ray.address, verbose=verbose)
     rows = []
     for variant in variants:
         rows += _run_variant(variant, tracking_uri, progress=progress)
     table = format_table(rows)
     print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
     print(table)
+    print(f"MLflow: {tracking_uri} (experiment {spec.experiment_name!r})")
     return rows
 
 
@@ -174,7 +188,9 @@ def _run_variant(spec: ExperimentSpec, tracking_uri: str, *, progress: bool) -> 
             seeded = spec.model_copy(update={"seed": seed})
             for method in spec.methods:
                 rows.append(
-                    _record_method(seeded, method, url, tracking_uri, params, parent.info.run_id)
+                    _record_method(
+                        seeded, method, url, tracking_uri, params, parent.info.run_id, progress
+                    )
                 )
         mlflow.log_text(format_table(rows), "results.md")
     return [{"setting": spec.setting, **r} for r in rows]

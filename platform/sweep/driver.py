@@ -25,8 +25,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from incdyn.platform.console import configure, trial_bar_callback
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.run import ensure_data
+from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.spec import ExperimentSpec, dump_spec
 from incdyn.platform.sweep.resources import (
@@ -86,6 +88,7 @@ def run_sweep(
     grace_period: int | None = None,
     reduction_factor: float = 2.0,
     progress: bool = True,
+    verbose: bool = True,
 ) -> list[SweepResult]:
     """Sweep one diffusion method of ``spec`` with Ray Tune; one result per data setting.
 
@@ -102,6 +105,7 @@ def run_sweep(
         raise ValueError(
             "grid mode runs every combination once per seed of spec.seeds; num_samples is for asha"
         )
+    check_job_paths(spec)  # in a Ray job: nothing written where the job's folder loses it
     template = swept_method(spec, method)
     axes = {
         "context_ratio": list(context_ratios or [template.partition.context_ratio]),
@@ -124,7 +128,8 @@ def run_sweep(
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)
-    init_ray(spec.ray.address)
+    configure(verbose)
+    init_ray(spec.ray.address, verbose=verbose)
     cpus, gpus, node_cpus = cluster_resources()
     plan = plan_resources(
         num_workers=spec.ray.num_workers,
@@ -151,6 +156,7 @@ def run_sweep(
             tracking_uri=tracking_uri,
             experiment_id=experiment.experiment_id,
             progress=progress,
+            verbose=verbose,
         )
         for variant in variants
     ]
@@ -171,6 +177,7 @@ def _sweep_setting(
     tracking_uri: str,
     experiment_id: str,
     progress: bool,
+    verbose: bool = True,
 ) -> SweepResult:
     """One data setting: its store, a sweep parent run, the Tune run, the summary."""
     t0 = time.perf_counter()
@@ -233,7 +240,11 @@ def _sweep_setting(
                 scheduler=scheduler,
             ),
             run_config=tune.RunConfig(
-                name=name, storage_path=storage_path(spec), verbose=1 if progress else 0
+                name=name,
+                storage_path=storage_path(spec),
+                # Tune's own status table with --verbose; else one bar over the trials
+                verbose=1 if progress and verbose else 0,
+                callbacks=[trial_bar_callback(n_trials)] if progress and not verbose else None,
             ),
         )
         grid = tuner.fit()
