@@ -17,7 +17,8 @@ ray start --head --block --num-cpus=2 --port="${RAY_PORT:-6379}" --dashboard-hos
     --dashboard-port="${DASHBOARD_PORT:-8265}" --dashboard-agent-listen-port="${AGENT_PORT:-52365}" \
     --ray-client-server-port="${CLIENT_PORT:-10001}" --disable-usage-stats >"$INCDYN_HOME/ray-head.log" 2>&1 &
 head=$!
-trap 'kill "$head" 2>/dev/null; wait "$head"' EXIT  # stops the head and everything it started
+# on exit, stop the head and everything it started; the exit status stays the script's
+trap 'rc=$?; kill "$head" 2>/dev/null || true; wait "$head" 2>/dev/null || true; exit "$rc"' EXIT
 trap 'exit 143' INT TERM
 job="incdyn-$(date +%Y%m%d-%H%M%S)"
 for try in $(seq 60); do  # the head answers before its job agent is up: retry the submission

@@ -84,7 +84,8 @@ def test_readme_cluster_commands_run_a_job_that_writes_to_incdyn_home(tmp_path):
     (work / "tiny.yaml").write_text(yaml.safe_dump(spec))
     venv_bin = Path(sys.executable).parent
     ray_tmp = tempfile.mkdtemp(prefix="incdyn-rt-", dir="/tmp")  # short: Ray's socket paths
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+    # as a user's shell: no Ray, MLflow or tqdm settings of the test session
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_", "TQDM_"))}
     env.update(
         PATH=f"{venv_bin}:{env['PATH']}",
         INCDYN_HOME=str(home),
