@@ -13,11 +13,12 @@ import os
 import ray
 
 
-def init_ray(address: str | None = None) -> None:
+def init_ray(address: str | None = None, *, verbose: bool = True) -> None:
+    """``verbose=False``: workers' and actors' output stays in Ray's log files (console.py)."""
     if ray.is_initialized():
         return
     target = address or os.environ.get("RAY_ADDRESS") or "local"
-    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
+    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=verbose)
 
 
 def cpus_per_worker(num_workers: int, configured: float | None) -> float:

@@ -19,17 +19,19 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
+from incdyn.platform.job_paths import resolve_local
+
 MAX_PARAM_LENGTH = 500
 
 
 def resolve_tracking_uri(configured: str | None = None) -> str:
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        return f"sqlite:///{resolve_local('mlflow.db')}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
+        return f"sqlite:///{resolve_local(uri[len('sqlite:///') :])}"
     if "://" not in uri:  # a bare path: a file store directory
-        return Path(uri).resolve().as_uri()
+        return Path(resolve_local(uri)).as_uri()
     return uri
 
 

@@ -160,3 +160,34 @@ def test_submitted_incdyn_run_succeeds_and_lands_in_mlflow(head, tmp_path):
     report = build_report(EXPERIMENT, tracking_uri=tracking)  # the table, from MLflow alone
     (setting,) = report.columns
     assert report.cells["ours", setting].mean == child.data.metrics["test_mse"]
+
+
+def test_job_with_relative_paths_is_refused_naming_each(head, tmp_path):
+    """No $INCDYN_HOME, relative store and storage path, the default MLflow store: the job
+    fails before any work, and its log names each path and what to use instead."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from tests.conftest import tiny_job_spec
+
+    url, headers = head
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    spec = tiny_job_spec(store="data/tiny.zarr", storage_path="runs")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    jobs = JobSubmissionClient(url, headers=headers)
+    job_id = jobs.submit_job(
+        entrypoint="incdyn run tiny.yaml; echo exit=$?",
+        runtime_env={"working_dir": str(workdir), "env_vars": {"MLFLOW_TRACKING_URI": ""}},
+        entrypoint_num_cpus=0.1,
+    )
+    deadline = time.monotonic() + JOB_S
+    terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    while jobs.get_job_status(job_id) not in terminal and time.monotonic() < deadline:
+        time.sleep(1)
+    logs = jobs.get_job_logs(job_id)
+    assert "exit=2" in logs, logs[-3000:]
+    for named in ("data.store 'data/tiny.zarr'", "ray.storage_path 'runs'",
+                  "mlflow.tracking_uri sqlite:///./mlflow.db", "gs://", "MLflow server",
+                  "INCDYN_HOME"):  # fmt: skip
+        assert named in logs, logs[-3000:]
+    assert "Traceback" not in logs  # refused by the CLI, not crashed

@@ -272,3 +272,39 @@ def test_intervals_at_a_level_contain_the_mean_and_use_the_calibration(served):
         np.testing.assert_allclose(upper - mean, half, rtol=1e-5, atol=1e-6)
         assert np.array_equal(lower[obs], _V[obs]) and np.array_equal(upper[obs], _V[obs])
         assert (upper - lower)[~obs].max() > 0
+
+
+def _post_and_close(url: str, body: bytes, *, chunked: bool) -> tuple[int, dict]:
+    """POST with ``Connection: close``, the whole body sent before the answer is read (as
+    Python's urllib does): the client that saw a reset connection instead of a 413."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        headers = {"Connection": "close", "Content-Type": "application/json"}
+        if chunked:
+            step = 64 * 1024
+            conn.request(
+                "POST", "/impute", body=(body[i : i + step] for i in range(0, len(body), step)),
+                headers={**headers, "Transfer-Encoding": "chunked"}, encode_chunked=True,
+            )  # fmt: skip
+        else:
+            conn.request("POST", "/impute", body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversized_body_gets_413_json_not_a_reset(served, chunked):
+    url, _ = served
+    body = b"{" + b" " * (32 * 2**20) + b"}"  # 32 MiB: far more than the socket buffers hold
+    status, answer = _post_and_close(url, body, chunked=chunked)
+    assert status == 413 and "over the limit" in answer["error"]
+    resp = requests.post(url + "/impute", data=body, timeout=60)  # keep-alive: answered at once
+    assert resp.status_code == 413 and "over the limit" in resp.json()["error"]
+    imputed, _ = impute(url, _V, _M, k=2, seed=0)  # and the replica keeps serving
+    assert imputed.shape == _V.shape

@@ -21,6 +21,9 @@ def add_parser(subparsers: Any) -> None:
     run = subparsers.add_parser("run", help="run an experiment spec end to end")
     add_spec_arguments(run)
     run.add_argument("--dry-run", action="store_true", help="print the resolved spec and exit")
+    run.add_argument(
+        "--verbose", action="store_true", help="show Ray's own logs beside the progress bars"
+    )
     data = subparsers.add_parser("data", help="data-set commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     add_spec_arguments(data_sub.add_parser("generate", help="generate (or reuse) the spec's store"))
@@ -42,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
             return run_audit(spec, args.out)
         if args.command == "data":
             from incdyn.platform.experiment.run import ensure_data
+            from incdyn.platform.job_paths import check_job_paths
             from incdyn.platform.ray_session import init_ray
 
+            check_job_paths(spec)  # inside a Ray job: no relative store that would be lost
             init_ray(spec.ray.address)
             ensure_data(spec)
             return 0
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(dry_run(spec))
             return 0
-        run_experiment(spec)  # the exposure audit may refuse it, before Ray starts
+        run_experiment(spec, verbose=args.verbose)  # the audit may refuse it before Ray starts
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

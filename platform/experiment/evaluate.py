@@ -26,6 +26,7 @@ from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.baselines.classical import impute_batch
 from incdyn.models.samplers.registry import SamplerPlan, impute
 from incdyn.platform.checkpoint import load_denoiser
+from incdyn.platform.console import evaluation_bar
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 
@@ -101,7 +102,9 @@ def _impute_split(
     # the same masks and noise for every split's first batch would tie val to test: offset them
     g = torch.Generator(device=device).manual_seed(spec.seed + (7 if split == "test" else 11))
     g_held = torch.Generator(device=device).manual_seed(spec.seed + (19 if split == "test" else 23))
+    bar = evaluation_bar(len(data), f"impute {split}")
     for batch in DataLoader(data, batch_size=spec.evaluation.batch_size):
+        bar.update(len(batch["index"]))
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
         mask = batch["mask"].numpy()
         observed = np.where(mask[:, :, None], data.denormalise(batch["x_obs"]), np.nan)
@@ -120,6 +123,7 @@ def _impute_split(
                 held_accs[kind].update(
                     data.denormalise(imputed), observed, batch["holdout"].numpy(), data.std.ravel()
                 )
+    bar.close()
     metrics = {
         k: {**(accs[k].result() if truth else {}), **(held_accs[k].result() if held else {})}
         for k in kinds

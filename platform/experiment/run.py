@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import mlflow
 import torch
@@ -19,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.platform.calibration import save_calibration
+from incdyn.platform.console import configure, training_bar
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.evaluate import (
     Evaluation,
@@ -26,6 +26,7 @@ from incdyn.platform.experiment.evaluate import (
     evaluate_diffusion,
 )
 from incdyn.platform.experiment.verification import log_verification
+from incdyn.platform.job_paths import check_job_paths, resolve_local
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
@@ -43,8 +44,7 @@ from incdyn.platform.train.driver import run_name, train_method
 
 
 def store_url_of(spec: ExperimentSpec) -> str:
-    url = spec.store_url
-    return url if "://" in url else str(Path(url).resolve())
+    return resolve_local(spec.store_url)
 
 
 def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
@@ -69,7 +69,7 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
 
 
 def _run_method(
-    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool
 ) -> Evaluation:
     if not isinstance(method, DiffusionMethod):
         return evaluate_classical(
@@ -80,7 +80,9 @@ def _run_method(
         )
     client.set_tag(run_id, TAG_TRAIN_RUN, run_name(spec, method))
     tracking_uri = client.tracking_uri
-    result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
+    bar = f"train {method.name} (seed {spec.seed})"
+    with training_bar(tracking_uri, run_id if progress else None, spec.training.steps, bar):
+        result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
     if result.checkpoint is None:
         raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
@@ -104,7 +106,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _record_method(
-    spec: ExperimentSpec, method, url: str, client: MlflowClient, experiment_id: str, parent_id: str
+    spec: ExperimentSpec,
+    method,
+    url: str,
+    client: MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    progress: bool = True,
 ) -> dict:
     """One child run: train (diffusion) or run (baseline), impute, score and log."""
     t0 = time.perf_counter()
@@ -113,7 +121,7 @@ def _record_method(
         client, experiment_id, parent_id, spec, method, role=ROLE_METHOD, run_name=name
     )
     with run_scope(client, run_id):
-        ev = _run_method(spec, method, url, client, run_id)
+        ev = _run_method(spec, method, url, client, run_id, progress)
         seconds = time.perf_counter() - t0
         figure = None
         if spec.evaluation.figure:
@@ -134,12 +142,16 @@ def _record_method(
     }
 
 
-def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]:
+def run_experiment(
+    spec: ExperimentSpec, *, progress: bool = True, verbose: bool = True
+) -> list[dict]:
     """Run every method of ``spec`` for every data setting and seed; one row per run.
 
     The exposure audit runs first (before any data or Ray): a partition strategy that leaves
-    never-queried dimensions is refused unless the method allows it.
+    never-queried dimensions is refused unless the method allows it. ``verbose=False`` keeps
+    Ray's own logs out of the console (progress bars and the table only).
     """
+    check_job_paths(spec)  # in a Ray job: nothing written where the job's folder loses it
     variants = spec.variants()
     for variant in variants:
         check_exposure(variant)
@@ -147,13 +159,15 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = True) -> list[dict]
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)
     client = MlflowClient(tracking_uri)
-    init_ray(spec.ray.address)
+    configure(verbose)
+    init_ray(spec.ray.address, verbose=verbose)
     rows = []
     for variant in variants:
         rows += _run_variant(variant, client, experiment.experiment_id, progress=progress)
     table = format_table(rows)
     print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
     print(table)
+    print(f"MLflow: {tracking_uri} (experiment {spec.experiment_name!r})")
     return rows
 
 
@@ -174,7 +188,9 @@ def _run_variant(
         for seed in spec.run_seeds:
             seeded = spec.model_copy(update={"seed": seed})
             for method in spec.methods:
-                rows.append(_record_method(seeded, method, url, client, experiment_id, parent_id))
+                rows.append(
+                    _record_method(seeded, method, url, client, experiment_id, parent_id, progress)
+                )
         client.log_text(parent_id, format_table(rows), "results.md")
     return [{"setting": spec.setting, **r} for r in rows]
 

@@ -39,6 +39,7 @@ from incdyn.models.samplers.request import SeededRequest, impute_requests
 from incdyn.platform.calibration import interval, load_calibration, served_inflation
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, read_meta
 from incdyn.platform.sampling import sampler_plan
+from incdyn.platform.serve.body import read_body
 from incdyn.platform.serve.codec import (
     RequestError,
     SampleShape,
@@ -115,19 +116,6 @@ def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
 api = FastAPI(title="incdyn imputer", docs_url=None, redoc_url=None)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"body of {declared} bytes is over the limit of {limit} bytes", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"body is over the limit of {limit} bytes", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @serve.deployment
 @serve.ingress(api)
 class Imputer:
@@ -193,7 +181,7 @@ class Imputer:
     @api.post("/impute")
     async def http_impute(self, request: Request) -> Response:
         try:
-            body = await _read_body(request, self.config.max_body_bytes)
+            body = await read_body(request, self.config.max_body_bytes)
             binary = is_binary(body)
             if binary:
                 arrays, options = decode_binary(body, self.config.max_body_bytes), {}

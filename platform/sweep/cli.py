@@ -47,6 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-concurrent", type=int, help="at most this many trials at once (default: what fits)"
     )
+    p.add_argument(
+        "--verbose", action="store_true", help="show Ray's own logs and Tune's status table"
+    )
     return p
 
 
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             backbones=args.backbones,
             num_samples=args.num_samples if args.mode == "asha" else 1,
             max_concurrent=args.max_concurrent,
+            verbose=args.verbose,
         )
     except (SpecError, ValueError) as exc:  # bad spec, axis value or audit: before Ray starts
         print(f"error: {exc}", file=sys.stderr)

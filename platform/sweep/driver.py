@@ -27,8 +27,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from incdyn.platform.console import configure, trial_bar_callback
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.run import ensure_data
+from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.spec import ExperimentSpec
 from incdyn.platform.sweep.resources import (
@@ -107,6 +109,7 @@ def run_sweep(
     grace_period: int | None = None,
     reduction_factor: float = 2.0,
     progress: bool = True,
+    verbose: bool = True,
 ) -> list[SweepResult]:
     """Sweep one diffusion method of ``spec`` with Ray Tune; one result per data setting.
 
@@ -123,6 +126,7 @@ def run_sweep(
         raise ValueError(
             "grid mode runs every combination once per seed of spec.seeds; num_samples is for asha"
         )
+    check_job_paths(spec)  # in a Ray job: nothing written where the job's folder loses it
     template = swept_method(spec, method)
     axes = {
         "context_ratio": list(context_ratios or [template.partition.context_ratio]),
@@ -139,7 +143,8 @@ def run_sweep(
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)
-    init_ray(spec.ray.address)
+    configure(verbose)
+    init_ray(spec.ray.address, verbose=verbose)
     cpus, gpus, node_cpus = cluster_resources()
     plan = plan_resources(
         num_workers=spec.ray.num_workers,
@@ -166,6 +171,7 @@ def run_sweep(
             tracking_uri=tracking_uri,
             experiment_id=experiment.experiment_id,
             progress=progress,
+            verbose=verbose,
         )
         for variant in variants
     ]
@@ -180,6 +186,8 @@ def _tuner(
     plan: TrialResources,
     name: str,
     progress: bool,
+    verbose: bool,
+    n_trials: int,
 ) -> tune.Tuner:
     """The Tune run of one sweep: token-CPU trials, at most ``plan.concurrent`` at a time."""
     return tune.Tuner(
@@ -195,7 +203,11 @@ def _tuner(
             scheduler=scheduler,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage_path(spec), verbose=1 if progress else 0
+            name=name,
+            storage_path=storage_path(spec),
+            # Tune's own status table with --verbose; else one bar over the trials
+            verbose=1 if progress and verbose else 0,
+            callbacks=[trial_bar_callback(n_trials)] if progress and not verbose else None,
         ),
     )
 
@@ -215,6 +227,7 @@ def _sweep_setting(
     tracking_uri: str,
     experiment_id: str,
     progress: bool,
+    verbose: bool = True,
 ) -> SweepResult:
     """One data setting: its store, a sweep parent run, the Tune run, the summary."""
     t0 = time.perf_counter()
@@ -257,7 +270,9 @@ def _sweep_setting(
             f"MLflow run {parent_id}",
             flush=True,
         )
-        tuner = _tuner(spec, trainable, space, scheduler, num_samples, plan, name, progress)
+        tuner = _tuner(
+            spec, trainable, space, scheduler, num_samples, plan, name, progress, verbose, n_trials
+        )
         grid = tuner.fit()
         errors = {r.path: str(r.error) for r in grid if r.error}  # trial path → error
         trials = collect_trials(client, experiment_id, parent_id, errors)

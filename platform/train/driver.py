@@ -17,6 +17,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from incdyn.platform.checkpoint import read_meta
+from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
@@ -39,8 +40,7 @@ def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
 
 
 def storage_path(spec: ExperimentSpec) -> str:
-    path = spec.ray.storage_path
-    return path if "://" in path else str(Path(path).resolve())
+    return resolve_local(spec.ray.storage_path)
 
 
 def finished_result(spec: ExperimentSpec, method: DiffusionMethod) -> ray.train.Result | None:

@@ -1,0 +1,110 @@
+"""What ``incdyn run`` and ``incdyn sweep`` print: progress bars, not Ray's raw logs.
+
+By default Ray's worker and actor output stays out of the console (``log_to_driver=False``;
+it is still in the session's log files) and Ray's Train/Tune loggers say only warnings: no
+``Reporting training result N`` line per report, no ``Checkpoint successfully created``, no
+harmless internal errors. ``--verbose`` brings them all back. What the user follows instead:
+
+- one bar per training: step of ``training.steps``, train and val loss, steps/s and the ETA,
+  read from the method's MLflow run, where the rank-0 worker logs the curves;
+- one per evaluation (samples imputed) and one per sweep (trials finished, best ``val_mse``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from tqdm import tqdm
+
+RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data", "ray.serve")
+POLL_S = 2.0  # seconds between reads of the MLflow store
+
+
+def configure(verbose: bool) -> None:
+    """Ray's driver-side loggers at WARNING unless ``verbose``."""
+    if verbose:
+        return
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def training_bar(tracking_uri: str, run_id: str | None, total: int, desc: str):
+    """A bar over ``total`` optimiser steps, fed by the run's MLflow metrics while it trains."""
+    if run_id is None:
+        yield
+        return
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    stop = threading.Event()
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+    def refresh() -> None:
+        metrics = client.get_run(run_id).data.metrics
+        history = client.get_metric_history(run_id, "train_loss")
+        if not history:
+            return
+        step = max(m.step for m in history)
+        bar.update(step - bar.n)
+        shown = {"loss": "train_loss", "val": "val_loss", "steps/s": "steps_per_s"}
+        bar.set_postfix(
+            {k: f"{metrics[m]:.4g}" for k, m in shown.items() if m in metrics}, refresh=True
+        )
+
+    def poll() -> None:
+        while not stop.wait(POLL_S):
+            with suppress(Exception):  # a busy store: try again at the next tick
+                refresh()
+
+    thread = threading.Thread(target=poll, name="training-bar", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with suppress(Exception):
+            refresh()
+        bar.close()
+
+
+def evaluation_bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True, leave=False)
+
+
+def trial_bar_callback(total: int, metric: str = "val_mse"):
+    """A Tune callback: a bar over the sweep's trials, with the best ``metric`` so far."""
+    from ray import tune
+
+    class TrialBar(tune.Callback):
+        def __init__(self) -> None:
+            self.bar = tqdm(total=total, desc="trials", unit="trial", dynamic_ncols=True)
+            self.best: float | None = None
+            self.done, self.failed = 0, 0
+
+        def _done(self, trial: Any) -> None:
+            value = (trial.last_result or {}).get(metric)
+            if value is not None and (self.best is None or value < self.best):
+                self.best = value
+            post = {f"best {metric}": f"{self.best:.4g}"} if self.best is not None else {}
+            if self.failed:
+                post["failed"] = self.failed
+            self.done += 1
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._done(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self.failed += 1
+            self._done(trial)
+
+        def on_experiment_end(self, trials, **info) -> None:
+            self.bar.close()
+
+    return TrialBar()

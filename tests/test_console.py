@@ -1,0 +1,67 @@
+"""Ray's loggers quiet by default, untouched with ``--verbose``. The console of a whole
+``incdyn run`` (bars, table, none of Ray's lines) is checked on the job that
+tests/test_readme_cluster.py submits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from incdyn.platform import console
+from tests.conftest import tiny_job_spec
+from tests.test_readme_cluster import RAY_NOISE
+
+
+def test_verbose_leaves_ray_loggers_alone():
+    import logging
+
+    logger = logging.getLogger("ray.train")
+    before = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        console.configure(verbose=True)
+        assert logger.level == logging.INFO
+        console.configure(verbose=False)
+        assert logger.level == logging.WARNING
+    finally:
+        logger.setLevel(before)
+
+
+@pytest.mark.slow  # a local Ray and a Ray Train run of its own; the job test covers the default
+def test_incdyn_run_prints_bars_and_table_not_ray_logs(tmp_path):
+    spec = tiny_job_spec(store=str(tmp_path / "tiny.zarr"), storage_path=str(tmp_path / "runs"))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "RAY_ADDRESS")}
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", RAY_USAGE_STATS_ENABLED="0"
+    )
+    incdyn = Path(sys.executable).parent / "incdyn"
+    out = subprocess.run(
+        [str(incdyn), "run", "tiny.yaml"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    for noise in RAY_NOISE:
+        assert noise not in text, f"{noise!r} in the console:\n{text[-4000:]}"
+    assert "train ours (seed 0)" in text and "4/4" in text  # the training bar, to the last step
+    assert "loss=" in text and "val=" in text and "steps/s=" in text
+    assert "impute test" in text  # the evaluation bar
+    assert "| ours |" in out.stdout and f"MLflow: sqlite:///{tmp_path / 'mlflow.db'}" in out.stdout
+
+
+def test_trial_bar_counts_trials_and_keeps_the_best():
+    from types import SimpleNamespace
+
+    bar = console.trial_bar_callback(3)
+    for value in (0.5, 0.2):
+        trial = SimpleNamespace(last_result={"val_mse": value})
+        bar.on_trial_complete(iteration=1, trials=[], trial=trial)
+    bar.on_trial_error(iteration=2, trials=[], trial=SimpleNamespace(last_result=None))
+    assert bar.done == 3 and bar.best == 0.2 and bar.failed == 1
+    bar.on_experiment_end(trials=[])
