@@ -162,16 +162,23 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
 
 
 def _checkpoint(directory: Path, *, step: int, seed: int) -> torch.nn.Module:
-    backbone = {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1}
-    schedule = {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3}
+    """A checkpoint as the training loop saves it (weights, optimiser, spec and method)."""
+    spec = parse_spec(tiny_spec(store="x.zarr"))
+    method = spec.methods[0]
     torch.manual_seed(seed)
-    model = build_denoiser(backbone, schedule, channels=1, frames=2)
+    model = build_denoiser(spec.backbone_of(method), spec.schedule, channels=1, frames=2)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p))
     optimizer = torch.optim.Adam(model.parameters())
-    meta = {"spec": {"backbone": backbone, "schedule": schedule}, "channels": ["u"], "frames": 2}
-    save_checkpoint(directory, model=model, optimizer=optimizer, meta={**meta, "step": step})
+    meta = {
+        "spec": spec.to_dict(),
+        "method": method.model_dump(mode="json"),
+        "channels": ["u"],
+        "frames": 2,
+        "step": step,
+    }
+    save_checkpoint(directory, model=model, optimizer=optimizer, meta=meta)
     return model
 
 
