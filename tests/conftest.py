@@ -1,15 +1,120 @@
-"""Shared fixtures: small synthetic stores and a real local Ray instance."""
+"""Shared fixtures and builders: small experiment specs, a real local Ray instance, an MLflow
+client on a stopped clock.
+
+Test modules import the builders as ``from conftest import tiny_spec``: pytest puts ``tests/``
+(which has no ``__init__.py``) first on ``sys.path`` and registers this file as ``conftest``.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 warnings.filterwarnings("ignore", module="zarr")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def tiny_spec(
+    *,
+    tmp: Path | None = None,  # store, Ray Train storage and MLflow db go here (None: defaults)
+    name: str = "tiny",
+    store: Path | str | None = None,  # None: tmp / "tiny.zarr"
+    methods: list[dict] | None = None,  # None: ours with a 2-mask ensemble
+    n_train: int | None = 16,  # None: the schema's default, as for n_val, n_test and p
+    n_val: int | None = 4,
+    n_test: int | None = 4,
+    p: float | None = 0.3,  # observed fraction of the pixel masks
+    steps: int = 6,
+    batch_size: int = 2,
+    log_every: int = 3,
+    checkpoint_every: int = 3,
+    val_samples: int = 4,
+    workers: int = 1,  # Ray Train workers (DDP when > 1)
+    cpus_per_worker: float | None = None,
+    max_failures: int | None = None,
+    experiment: str | None = None,  # MLflow experiment (None: the spec's name)
+    tracking_uri: str | None = "sqlite:///{tmp}/mlflow.db",
+    **sections: Any,
+) -> dict[str, Any]:
+    """A raw experiment spec small enough for 2 CPU cores: Navier–Stokes on a 16×16 grid of 4
+    frames, chunks of 4 samples, a width-8 UNet, a few steps of batch 2.
+
+    Returns a plain dict, for ``parse_spec`` or a YAML file. A field left ``None`` stays out of
+    the spec (the schema's default applies). ``tracking_uri`` has ``{tmp}`` filled in; it stays
+    out when it is ``None`` (``$MLFLOW_TRACKING_URI`` applies) or needs a ``tmp`` not given.
+
+    Any other keyword is a top-level section or field: a dict is merged into the section built
+    here, its keys winning (``training={"precision": "bf16"}`` keeps the steps; a nested dict
+    given, such as ``data={"observation": ...}``, replaces that nested dict whole); any other
+    value (``seed=3``) is set as it is.
+    """
+    if store is None:
+        if tmp is None:
+            raise ValueError("tiny_spec needs tmp or store")
+        store = tmp / "tiny.zarr"
+    data: dict[str, Any] = {"params": {"grid": 16, "frames": 4}, "store": str(store), "chunk": 4}
+    sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    data.update({key: value for key, value in sizes.items() if value is not None})
+    if p is not None:
+        data["observation"] = {"p": p}
+    ray: dict[str, Any] = {"num_workers": workers}
+    if cpus_per_worker is not None:
+        ray["cpus_per_worker"] = cpus_per_worker
+    if max_failures is not None:
+        ray["max_failures"] = max_failures
+    if tmp is not None:
+        ray["storage_path"] = str(tmp / "runs")
+    mlflow: dict[str, Any] = {}
+    if experiment is not None:
+        mlflow["experiment"] = experiment
+    if tracking_uri is not None and (tmp is not None or "{tmp}" not in tracking_uri):
+        mlflow["tracking_uri"] = tracking_uri.format(tmp=tmp)
+    spec: dict[str, Any] = {
+        "name": name,
+        "data": data,
+        "methods": methods if methods is not None else [{"name": "ours", "ensemble": 2}],
+        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        "training": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "log_every": log_every,
+            "checkpoint_every": checkpoint_every,
+            "val_samples": val_samples,
+        },
+        "ray": ray,
+        **({"mlflow": mlflow} if mlflow else {}),
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+def clocked_client(tracking_uri: str):
+    """An ``MlflowClient`` whose runs start and end at its ``now`` (ms since the epoch), not at
+    the wall clock's time: which run is the latest, and how long a run took, are the test's to
+    choose. Set ``client.now`` before ``start_parent``/``start_child``/``run_scope`` act."""
+    from mlflow.tracking import MlflowClient
+
+    class ClockedClient(MlflowClient):
+        now = 0
+
+        def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
+            start = self.now if start_time is None else start_time
+            return super().create_run(experiment_id, start, tags, run_name)
+
+        def set_terminated(self, run_id, status=None, end_time=None):
+            end = self.now if end_time is None else end_time
+            return super().set_terminated(run_id, status, end)
+
+    return ClockedClient(tracking_uri)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import clocked_client, tiny_spec
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report import cli as report_cli
 from incdyn.platform.report.claims import check_claims, claims_markdown, load_claims
-from incdyn.platform.spec import DiffusionMethod, load_spec
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, load_spec, parse_spec
+from incdyn.platform.tracking import (
+    ROLE_EXPERIMENT,
+    ROLE_METHOD,
+    TAG_ROLE,
+    log_evaluation,
+    run_scope,
+    start_child,
+    start_parent,
+)
 from incdyn.platform.train.driver import run_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,35 +115,47 @@ CLAIMS = {
 }
 
 
+METHODS = [
+    {"name": "ours"},
+    {"name": "r0.5", "partition": {"context_ratio": 0.5, "query_ratio": 0.5}},
+    {"name": "missdiff", "partition": {"context_ratio": 1.0, "query_ratio": 1.0}},
+    {"name": "ns_inpaint", "kind": "inpaint_ns"},
+]
+
+
+def _spec(*, seed: int = 0) -> ExperimentSpec:
+    spec = parse_spec(tiny_spec(name="s", store="memory://s", p=0.2, methods=METHODS, seed=seed))
+    assert spec.setting == SETTING
+    return spec
+
+
+def _method_run(client, exp: str, parent: str, method: str, seed: int, metrics: dict) -> None:
+    """A method's child run from 2 s to 3 s, recorded as ``incdyn run`` records it."""
+    client.now = 2_000
+    spec = _spec(seed=seed)
+    run = start_child(
+        client, exp, parent, spec, spec.method(method), role=ROLE_METHOD, run_name=method
+    )
+    with run_scope(client, run):
+        log_evaluation(client, run, metrics)
+        client.now = 3_000
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    """One parent run from 1 s to 181 s over the child runs of ``RUNS``."""
     root = tmp_path_factory.mktemp("claims")
     uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(uri)
+    client = clocked_client(uri)
     exp = client.create_experiment("claims-test")
-    parent = client.create_run(
-        exp,
-        start_time=1_000,
-        tags={"incdyn.role": "experiment", "incdyn.spec_name": "s", "incdyn.setting": SETTING},
-    ).info.run_id
-    for method, (tests, vals) in RUNS.items():
-        for seed, (t, v) in enumerate(zip(tests, vals, strict=True)):
-            run = client.create_run(
-                exp,
-                start_time=2_000,
-                tags={
-                    "incdyn.role": "method",
-                    "incdyn.method": method,
-                    "incdyn.setting": SETTING,
-                    "incdyn.seed": str(seed),
-                    "mlflow.parentRunId": parent,
-                },
-            ).info.run_id
-            client.log_metric(run, "test_mse", t)
-            if v is not None:
-                client.log_metric(run, "val_mse", v)
-            client.set_terminated(run, "FINISHED", end_time=3_000)
-    client.set_terminated(parent, "FINISHED", end_time=181_000)
+    client.now = 1_000
+    parent = start_parent(client, exp, _spec(), role=ROLE_EXPERIMENT, run_name="s")
+    with run_scope(client, parent):
+        for method, (tests, vals) in RUNS.items():
+            for seed, (t, v) in enumerate(zip(tests, vals, strict=True)):
+                metrics = {"test_mse": t} if v is None else {"test_mse": t, "val_mse": v}
+                _method_run(client, exp, parent, method, seed, metrics)
+        client.now = 181_000
     path = root / "claims.yaml"
     path.write_text(yaml.safe_dump(CLAIMS, sort_keys=False))
     return uri, path
@@ -210,7 +232,7 @@ def test_cli_writes_results_file_and_logs_it(store, tmp_path, capsys):
     assert out.read_text().startswith("# test claims")
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("claims-test")
-    (parent,) = client.search_runs([exp.experiment_id], "tags.`incdyn.role` = 'experiment'")
+    (parent,) = client.search_runs([exp.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_EXPERIMENT}'")
     assert "claims/RESULTS.md" in [
         a.path for a in client.list_artifacts(parent.info.run_id, "claims")
     ]

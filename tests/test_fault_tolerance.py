@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import ray.train
 import torch
+from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
 
 from incdyn.models.backbones.registry import build_denoiser
@@ -31,42 +32,24 @@ from incdyn.platform import checkpoint as ckpt_module
 from incdyn.platform.checkpoint import CHECKPOINT_FILES, load_denoiser, read_meta, save_checkpoint
 from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
+from incdyn.platform.tracking import ROLE_METHOD, TAG_RESUMED, TAG_ROLE
 from incdyn.platform.train.driver import run_name, storage_path
 from incdyn.platform.train.probe import read_probes
 
 STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 16, 2, 4, 8
 
 
-def tiny_spec(tmp: Path, store: Path, *, max_failures: int, workers: int) -> dict:
-    return {
-        "name": "faults",
-        "data": {
-            "params": {"grid": 16, "frames": 4},
-            "store": str(store),
-            "n_train": 16,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": [{"name": "ours", "ensemble": 2}],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": STEPS,
-            "batch_size": 2,
-            "log_every": LOG_EVERY,
-            "checkpoint_every": CHECKPOINT_EVERY,
-            "val_samples": 2,
-        },
-        "evaluation": {"max_samples": 2, "figure": False},
-        "ray": {
-            "num_workers": workers,
-            "cpus_per_worker": 1,
-            "storage_path": str(tmp / "runs"),
-            "max_failures": max_failures,
-        },
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "faults"},
-    }
+# the run of both kill tests; each sets its store, workers and max_failures
+FAULTS = dict(
+    name="faults",
+    experiment="faults",
+    steps=STEPS,
+    log_every=LOG_EVERY,
+    checkpoint_every=CHECKPOINT_EVERY,
+    val_samples=2,
+    cpus_per_worker=1,
+    evaluation={"max_samples": 2, "figure": False},
+)
 
 
 class Killer(threading.Thread):
@@ -107,7 +90,9 @@ def _method_runs(spec) -> list:
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("faults")
     return client.search_runs(
-        [exp.experiment_id], "tags.`incdyn.role` = 'method'", order_by=["start_time ASC"]
+        [exp.experiment_id],
+        f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
+        order_by=["start_time ASC"],
     )
 
 
@@ -128,7 +113,7 @@ def test_killed_worker_resumes_from_latest_checkpoint_and_finishes(
     tmp_path, store, ray_local, monkeypatch
 ):
     """Two DDP workers; rank 0 is killed, Ray Train restarts the group from the checkpoint."""
-    spec = parse_spec(tiny_spec(tmp_path, store, max_failures=1, workers=2))
+    spec = parse_spec(tiny_spec(tmp=tmp_path, store=store, workers=2, max_failures=1, **FAULTS))
     killer = _start_killer(spec, tmp_path, monkeypatch)
     run_experiment(spec, progress=False)
     killer.join(timeout=5)
@@ -138,7 +123,7 @@ def test_killed_worker_resumes_from_latest_checkpoint_and_finishes(
 
     (run,) = _method_runs(spec)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["resumed_from_step"] == str(resumed)
+    assert run.data.tags[TAG_RESUMED] == str(resumed)
     # every step logged, those up to the checkpoint once (resumed, not restarted)
     steps = _logged_steps(spec, run)
     assert set(steps) == set(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
@@ -156,7 +141,7 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
     tmp_path, store, ray_local, monkeypatch
 ):
     """One worker (cheaper), no retries: the kill fails the run; the same spec again resumes."""
-    spec = parse_spec(tiny_spec(tmp_path, store, max_failures=0, workers=1))
+    spec = parse_spec(tiny_spec(tmp=tmp_path, store=store, workers=1, max_failures=0, **FAULTS))
     killer = _start_killer(spec, tmp_path, monkeypatch)
     with pytest.raises(ray.train.TrainingFailedError):
         run_experiment(spec, progress=False)
@@ -168,7 +153,7 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
     crashed, rerun = _method_runs(spec)
     assert crashed.info.status == "FAILED"
     assert rerun.info.status == "FINISHED"
-    assert rerun.data.tags["resumed_from_step"] == str(killer.checkpoint_step)
+    assert rerun.data.tags[TAG_RESUMED] == str(killer.checkpoint_step)
     steps = _logged_steps(spec, rerun)
     assert steps[0] == killer.checkpoint_step + LOG_EVERY and steps[-1] == STEPS
 
@@ -177,22 +162,23 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
 
 
 def _checkpoint(directory: Path, *, step: int, seed: int) -> torch.nn.Module:
-    backbone = {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1}
-    schedule = {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3}
+    """A checkpoint as the training loop saves it (weights, optimiser, spec and method)."""
+    spec = parse_spec(tiny_spec(store="x.zarr"))
+    method = spec.methods[0]
     torch.manual_seed(seed)
-    model = build_denoiser(backbone, schedule, channels=1, frames=2)
+    model = build_denoiser(spec.backbone_of(method), spec.schedule, channels=1, frames=2)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p))
     optimizer = torch.optim.Adam(model.parameters())
-    spec = parse_spec({"name": "atomic", "methods": [{"name": "ours"}], "backbone": backbone})
     meta = {
         "spec": spec.to_dict(),
-        "method": spec.methods[0].model_dump(mode="json"),
+        "method": method.model_dump(mode="json"),
         "channels": ["u"],
         "frames": 2,
+        "step": step,
     }
-    save_checkpoint(directory, model=model, optimizer=optimizer, meta={**meta, "step": step})
+    save_checkpoint(directory, model=model, optimizer=optimizer, meta=meta)
     return model
 
 

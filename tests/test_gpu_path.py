@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import ray.train
 import torch
+from conftest import tiny_spec
 from ray.train.torch import TorchTrainer
 
 from incdyn.datasets.build import build_store, store_config
@@ -25,22 +26,19 @@ from incdyn.platform.spec import SpecError, parse_spec
 from incdyn.platform.train import worker as loop_module
 from incdyn.platform.train.worker import train_loop_per_worker
 
-
-def tiny_spec(store: Path, **training) -> dict:
-    return {
-        "name": "gpu-path",
-        "data": {"params": {"grid": 16, "frames": 4}, "store": str(store), "chunk": 4},
-        "methods": [{"name": "ours"}],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": 4,
-            "batch_size": 2,
-            "log_every": 2,
-            "checkpoint_every": 4,
-            "val_samples": 2,
-            **training,
-        },
-    }
+# data sizes and p left to the schema's defaults: the loop trains on the store built below
+GPU_PATH = dict(
+    name="gpu-path",
+    methods=[{"name": "ours"}],
+    n_train=None,
+    n_val=None,
+    n_test=None,
+    p=None,
+    steps=4,
+    log_every=2,
+    checkpoint_every=4,
+    val_samples=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +64,7 @@ def train_locally(tmp: Path, store: Path, monkeypatch, **training) -> tuple[dict
     no copy of a reported checkpoint (the loop's temporary directory is gone after the report),
     so a copy is saved beside each one.
     """
-    spec = parse_spec(tiny_spec(store, **training))
+    spec = parse_spec(tiny_spec(store=store, training=training, **GPU_PATH))
     config = {
         "spec": spec.to_dict(),
         "method": spec.methods[0].model_dump(mode="json"),
@@ -101,11 +99,11 @@ def _check_finite(metrics: dict, model: torch.nn.Module) -> None:
 
 
 def test_options_are_validated_and_reach_the_backbone():
-    spec = parse_spec(tiny_spec(Path("x.zarr")))
+    spec = parse_spec(tiny_spec(store="x.zarr", **GPU_PATH))
     assert spec.training.precision == "fp32" and spec.training.compile is False
     assert spec.backbone.channels_last is True
     with pytest.raises(SpecError, match=r"training\.precision"):
-        parse_spec(tiny_spec(Path("x.zarr"), precision="fp16"))
+        parse_spec(tiny_spec(store="x.zarr", training={"precision": "fp16"}, **GPU_PATH))
     backbone = {**spec.backbone.model_dump(mode="json"), "channels_last": False}
     denoiser = build_denoiser(backbone, spec.schedule.model_dump(), channels=1, frames=4)
     assert denoiser.backbone.channels_last is False

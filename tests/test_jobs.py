@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report.tables import build_report
+from incdyn.platform.tracking import ROLE_EXPERIMENT, ROLE_METHOD, TAG_METHOD, TAG_PARENT, TAG_ROLE
 
 EXPERIMENT = "job-test"
 HEAD_START_S = 120
@@ -90,41 +92,26 @@ def head():
         log.unlink(missing_ok=True)
 
 
-def _smoke_spec(tmp: Path) -> dict:
-    return {
-        "name": "jobsmoke",
-        "data": {
-            "params": {"grid": 16, "frames": 4},
-            "store": str(tmp / "data" / "smoke.zarr"),
-            "n_train": 16,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": [{"name": "ours", "ensemble": 2}],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": 4,
-            "batch_size": 2,
-            "log_every": 2,
-            "checkpoint_every": 2,
-            "val_samples": 4,
-        },
-        "evaluation": {"figure": False},
-        # explicit: unset, one worker would ask for all 2 CPUs while the job's driver holds 0.1
-        "ray": {"num_workers": 1, "cpus_per_worker": 1, "storage_path": str(tmp / "runs")},
-        "mlflow": {"experiment": EXPERIMENT},  # tracking URI from $MLFLOW_TRACKING_URI
-    }
-
-
 def test_submitted_incdyn_run_succeeds_and_lands_in_mlflow(head, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     url, headers = head
     workdir = tmp_path / "job"
     workdir.mkdir()
-    (workdir / "smoke.yaml").write_text(yaml.safe_dump(_smoke_spec(tmp_path)))
+    spec = tiny_spec(
+        tmp=tmp_path,
+        name="jobsmoke",
+        store=tmp_path / "data" / "smoke.zarr",
+        steps=4,
+        log_every=2,
+        checkpoint_every=2,
+        # explicit: unset, one worker would ask for all 2 CPUs while the job's driver holds 0.1
+        cpus_per_worker=1,
+        experiment=EXPERIMENT,
+        tracking_uri=None,  # from $MLFLOW_TRACKING_URI
+        evaluation={"figure": False},
+    )
+    (workdir / "smoke.yaml").write_text(yaml.safe_dump(spec))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"  # absolute: the job runs in another folder
     client = MlflowClient(tracking)
     client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
@@ -150,11 +137,11 @@ def test_submitted_incdyn_run_succeeds_and_lands_in_mlflow(head, tmp_path):
 
     exp = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([exp.experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("incdyn.role") == "experiment"]
-    (child,) = [r for r in runs if r.data.tags.get("incdyn.role") == "method"]
+    (parent,) = [r for r in runs if r.data.tags.get(TAG_ROLE) == ROLE_EXPERIMENT]
+    (child,) = [r for r in runs if r.data.tags.get(TAG_ROLE) == ROLE_METHOD]
     assert parent.info.status == child.info.status == "FINISHED"
-    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert child.data.tags["incdyn.method"] == "ours" and "test_mse" in child.data.metrics
+    assert child.data.tags[TAG_PARENT] == parent.info.run_id
+    assert child.data.tags[TAG_METHOD] == "ours" and "test_mse" in child.data.metrics
     assert client.get_metric_history(child.info.run_id, "train_loss")  # logged by the Train worker
 
     report = build_report(EXPERIMENT, tracking_uri=tracking)  # the table, from MLflow alone

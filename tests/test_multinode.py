@@ -14,45 +14,18 @@ an ``mlflow server`` instead of a sqlite file.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import ray
+from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
+from incdyn.platform.tracking import ROLE_METHOD, TAG_ROLE
 from incdyn.platform.train.probe import read_probes
 
 N_TRAIN = 16  # two shards of 8; batch 2 per worker -> one epoch is 4 steps
-
-
-def tiny_spec(tmp: Path) -> dict:
-    return {
-        "name": "two-nodes",
-        "data": {
-            "params": {"grid": 16, "frames": 4},
-            "store": str(tmp / "tiny.zarr"),
-            "n_train": N_TRAIN,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": [{"name": "ours", "ensemble": 2}],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": 4,
-            "batch_size": 2,
-            "log_every": 2,
-            "checkpoint_every": 4,
-            "val_samples": 2,
-        },
-        "evaluation": {"max_samples": 2, "figure": False},
-        "ray": {"num_workers": 2, "cpus_per_worker": 1, "storage_path": str(tmp / "runs")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "two-nodes"},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +52,21 @@ def two_nodes():
 @pytest.fixture(scope="module")
 def trained(two_nodes, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("multinode")
-    spec = parse_spec(tiny_spec(tmp))
+    spec = parse_spec(
+        tiny_spec(
+            tmp=tmp,
+            name="two-nodes",
+            n_train=N_TRAIN,
+            steps=4,
+            log_every=2,
+            checkpoint_every=4,
+            val_samples=2,
+            workers=2,
+            cpus_per_worker=1,
+            experiment="two-nodes",
+            evaluation={"max_samples": 2, "figure": False},
+        )
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INCDYN_PROBE_DIR", str(tmp / "probe"))
         rows = run_experiment(spec, progress=False)
@@ -93,7 +80,7 @@ def test_the_run_finishes_on_the_two_node_cluster(trained):
     client = MlflowClient(spec.mlflow.tracking_uri)
     (run,) = client.search_runs(
         [client.get_experiment_by_name("two-nodes").experiment_id],
-        "tags.`incdyn.role` = 'method'",
+        f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
     )
     assert run.info.status == "FINISHED"
     assert run.data.params["ray.num_workers"] == "2"

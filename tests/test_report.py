@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import statistics
 
 import pytest
+from conftest import clocked_client, tiny_spec
 from matplotlib.figure import Figure
-from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report import cli as report_cli
 from incdyn.platform.report.tables import build_report, log_report
+from incdyn.platform.spec import ExperimentSpec, parse_spec
+from incdyn.platform.tracking import (
+    ROLE_EXPERIMENT,
+    ROLE_METHOD,
+    log_evaluation,
+    run_scope,
+    start_child,
+    start_parent,
+)
 
 # (setting, method) → test_mse per seed 0, 1, 2 of the latest parent run of each setting
 LATEST = {
@@ -26,37 +36,46 @@ LATEST = {
 OLD = {("navier_stokes pixel 20%", "ours"): [0.9, 0.8, 0.7]}  # an earlier run of the same spec
 
 
-def _parent(client, exp_id, setting, *, role="experiment", status="FINISHED", start=0) -> str:
-    run = client.create_run(
-        exp_id,
-        start_time=start,
-        run_name=f"spec-{setting}",
-        tags={
-            "incdyn.role": role,
-            "incdyn.spec_name": f"spec-{setting}",
-            "incdyn.setting": setting,
-        },
-    )
-    client.set_terminated(run.info.run_id, status)
-    return run.info.run_id
+P = {"navier_stokes pixel 20%": 0.2, "navier_stokes pixel 60%": 0.6}  # setting → observed p
+METHODS = [
+    {"name": "ours"},
+    {"name": "missdiff", "partition": {"context_ratio": 1.0, "query_ratio": 1.0}},
+    {"name": "ns_inpaint", "kind": "inpaint_ns"},
+]
 
 
-def _child(client, exp_id, parent, setting, method, seed, value, *, status="FINISHED", start=0):
-    run = client.create_run(
-        exp_id,
-        start_time=start,
-        run_name=f"{method}/{setting}/seed{seed}",
-        tags={
-            "incdyn.role": "method",
-            "incdyn.method": method,
-            "incdyn.setting": setting,
-            "incdyn.seed": str(seed),
-            "mlflow.parentRunId": parent,
-        },
+def _spec(setting: str, *, seed: int = 0) -> ExperimentSpec:
+    """The spec of one setting (one parent run per setting, as ``incdyn run`` of a variant)."""
+    p = P[setting]
+    spec = parse_spec(
+        tiny_spec(name=f"table-p{p}", store="memory://table", p=p, methods=METHODS, seed=seed)
     )
-    if value is not None:
-        client.log_metric(run.info.run_id, "test_mse", value)
-    client.set_terminated(run.info.run_id, status)
+    assert spec.setting == setting
+    return spec
+
+
+def _parent(client, exp_id, setting, *, finished=True, start=0) -> str:
+    client.now = start
+    spec = _spec(setting)
+    run_id = start_parent(client, exp_id, spec, role=ROLE_EXPERIMENT, run_name=spec.name)
+    if finished:
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _child(client, exp_id, parent, setting, method, seed, value, *, fails=False, start=0):
+    """A method's run as ``incdyn run`` records it: its test MSE (if any), then FINISHED, or
+    FAILED when the method raises."""
+    client.now = start
+    spec = _spec(setting, seed=seed)
+    run_id = start_child(
+        client, exp_id, parent, spec, spec.method(method), role=ROLE_METHOD, run_name=method
+    )
+    with contextlib.suppress(RuntimeError), run_scope(client, run_id):
+        if value is not None:
+            log_evaluation(client, run_id, {"test_mse": value})
+        if fails:
+            raise RuntimeError("the method failed")
 
 
 def _record(client, exp_id, values: dict, *, start: int) -> dict[str, str]:
@@ -74,17 +93,15 @@ def _record(client, exp_id, values: dict, *, start: int) -> dict[str, str]:
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = clocked_client(uri)
     exp_id = client.create_experiment("paper-table", artifact_location=(tmp / "artifacts").as_uri())
     _record(client, exp_id, OLD, start=1_000)
     parents = _record(client, exp_id, LATEST, start=2_000)
     latest_setting = next(reversed(parents))
     # ignored: a failed child, a child without the metric, an unfinished newer parent
-    _child(
-        client, exp_id, parents[latest_setting], latest_setting, "ours", 9, 99.0, status="FAILED"
-    )
+    _child(client, exp_id, parents[latest_setting], latest_setting, "ours", 9, 99.0, fails=True)
     _child(client, exp_id, parents[latest_setting], latest_setting, "ours", 8, None)
-    running = _parent(client, exp_id, latest_setting, status="RUNNING", start=3_000)
+    running = _parent(client, exp_id, latest_setting, finished=False, start=3_000)
     _child(client, exp_id, running, latest_setting, "ours", 0, 42.0, start=3_001)
     return uri, client, parents
 

@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
+from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report import cli as report_cli
@@ -22,48 +22,29 @@ from incdyn.platform.report.tables import build_report
 from incdyn.platform.spec import SpecError, parse_spec
 from incdyn.platform.sweep.driver import run_sweep
 from incdyn.platform.sweep.resources import TRIAL_CPU, plan_resources
+from incdyn.platform.tracking import (
+    ROLE_SWEEP,
+    ROLE_TRIAL,
+    TAG_METHOD,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SETTING,
+    TAG_VARIANT,
+)
 
 EXPERIMENT = "sweep-test"
 
 
-def tiny_spec(tmp: Path, **overrides) -> dict:
-    """16×16 grid, 4 frames, width-8 UNet, 6 steps: a trial is mostly Ray start-up."""
-    spec = {
-        "name": "tinysweep",
-        "data": {
-            "params": {"grid": 16, "frames": 4},
-            "store": str(tmp / "tiny.zarr"),
-            "n_train": 16,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": [
-            {
-                "name": "ns_inpaint",
-                "kind": "inpaint_ns",
-            },  # not swept: the first diffusion method is
-            {
-                "name": "ours",
-                "partition": {"context_ratio": 0.7, "query_ratio": 0.7},
-                "ensemble": 2,
-            },
-        ],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": 6,
-            "batch_size": 2,
-            "log_every": 3,
-            "checkpoint_every": 3,
-            "val_samples": 4,
-        },
-        "evaluation": {"figure": False},
-        "ray": {"num_workers": 1, "storage_path": str(tmp / "runs")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": EXPERIMENT},
-    }
-    spec.update(overrides)
-    return spec
+# tiny_spec's 16×16 grid, 4 frames, width-8 UNet, 6 steps: a trial is mostly Ray start-up
+SWEEP = dict(
+    name="tinysweep",
+    methods=[
+        {"name": "ns_inpaint", "kind": "inpaint_ns"},  # not swept: the first diffusion method is
+        {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 2},
+    ],
+    experiment=EXPERIMENT,
+    evaluation={"figure": False},
+)
 
 
 # -- resources: concurrent trials must fit together (no fast Ray needed) ------------------
@@ -106,7 +87,7 @@ def test_gpus_bound_concurrency_and_workers_fit_a_node():
 
 
 def test_bad_sweeps_fail_before_ray(tmp_path):
-    spec = parse_spec(tiny_spec(tmp_path))
+    spec = parse_spec(tiny_spec(tmp=tmp_path, **SWEEP))
     with pytest.raises(SpecError, match="context_ratio"):
         run_sweep(spec, context_ratios=[0.5, 1.5])
     with pytest.raises(ValueError, match="no diffusion method 'ns_inpaint'"):
@@ -123,7 +104,7 @@ def test_bad_sweeps_fail_before_ray(tmp_path):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, ray_local):
     tmp = tmp_path_factory.mktemp("sweep")
-    spec = parse_spec(tiny_spec(tmp))
+    spec = parse_spec(tiny_spec(tmp=tmp, **SWEEP))
     client = MlflowClient(spec.mlflow.tracking_uri)
     client.create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
     out = io.StringIO()
@@ -137,22 +118,20 @@ def swept(tmp_path_factory, ray_local):
 
 def _runs(client: MlflowClient, role: str) -> list:
     exp = client.get_experiment_by_name(EXPERIMENT)
-    return client.search_runs([exp.experiment_id], f"tags.`incdyn.role` = '{role}'")
+    return client.search_runs([exp.experiment_id], f"tags.`{TAG_ROLE}` = '{role}'")
 
 
 def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
     spec, client, result, printed = swept
-    (parent,) = _runs(client, "sweep")
-    trials = _runs(client, "trial")
+    (parent,) = _runs(client, ROLE_SWEEP)
+    trials = _runs(client, ROLE_TRIAL)
     assert len(trials) == len(result.trials) == 4
     grid = {(t.data.params["context_ratio"], t.data.params["query_ratio"]) for t in trials}
     assert grid == {("0.5", "0.5"), ("0.5", "0.9"), ("0.9", "0.5"), ("0.9", "0.9")}
     for t in trials:
         assert t.info.status == "FINISHED"
-        assert t.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert (
-            t.data.tags["incdyn.method"] == "ours" and t.data.tags["incdyn.setting"] == spec.setting
-        )
+        assert t.data.tags[TAG_PARENT] == parent.info.run_id
+        assert t.data.tags[TAG_METHOD] == "ours" and t.data.tags[TAG_SETTING] == spec.setting
         metrics = {"val_loss", "val_mse", "train_loss", "test_mse", "test_mse_unobserved"}
         assert metrics <= set(t.data.metrics)
         assert t.data.params["method.partition.context_ratio"] == t.data.params["context_ratio"]
@@ -162,11 +141,11 @@ def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
 
 def test_best_configuration_is_the_lowest_val_mse_and_is_logged(swept):
     _, client, result, printed = swept
-    trials = _runs(client, "trial")
+    trials = _runs(client, ROLE_TRIAL)
     best = min(trials, key=lambda t: t.data.metrics["val_mse"])
     assert result.best.val_mse == pytest.approx(best.data.metrics["val_mse"])
     assert f"context_ratio={result.best.context_ratio:g}" in printed
-    (parent,) = _runs(client, "sweep")
+    (parent,) = _runs(client, ROLE_SWEEP)
     assert parent.data.params["best.context_ratio"] == best.data.params["context_ratio"]
     assert parent.data.params["best.query_ratio"] == best.data.params["query_ratio"]
     assert parent.data.metrics["best_test_mse"] == pytest.approx(best.data.metrics["test_mse"])
@@ -189,7 +168,7 @@ def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
     assert report_cli.run(args) == 0
     printed = capsys.readouterr().out
     stored = {
-        t.data.tags["incdyn.variant"]: t.data.metrics["test_mse"] for t in _runs(client, "trial")
+        t.data.tags[TAG_VARIANT]: t.data.metrics["test_mse"] for t in _runs(client, ROLE_TRIAL)
     }
     for variant, value in stored.items():
         assert f"| ours [{variant}] | " in printed and f"{value:.4g} (n=1)" in printed
@@ -199,7 +178,7 @@ def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
     }
     report = build_report(EXPERIMENT, tracking_uri=spec.mlflow.tracking_uri)
     assert report.columns == [spec.setting]
-    (parent,) = _runs(client, "sweep")
+    (parent,) = _runs(client, ROLE_SWEEP)
     assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
@@ -208,7 +187,7 @@ def test_report_on_the_sweep_prints_the_stored_metrics(swept, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_asha_sweep_stops_trials_early_and_finishes(tmp_path):
-    spec = tiny_spec(tmp_path, training={**tiny_spec(tmp_path)["training"], "steps": 12})
+    spec = tiny_spec(tmp=tmp_path, steps=12, **SWEEP)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     client = MlflowClient(spec["mlflow"]["tracking_uri"])
@@ -227,5 +206,5 @@ def test_asha_sweep_stops_trials_early_and_finishes(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "best configuration" in out.stdout
-    trials = _runs(client, "trial")
+    trials = _runs(client, ROLE_TRIAL)
     assert len(trials) == 4 and all(t.info.status in ("FINISHED", "KILLED") for t in trials)

@@ -2,60 +2,44 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import pytest
 import torch
+from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.checkpoint import load_denoiser, read_meta
 from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
+from incdyn.platform.tracking import (
+    ROLE_EXPERIMENT,
+    ROLE_METHOD,
+    TAG_METHOD,
+    TAG_PARENT,
+    TAG_RESUMED,
+    TAG_ROLE,
+    TAG_TRAIN_RUN,
+)
 from incdyn.platform.train import driver as trainer
 
+OURS = f"tags.`{TAG_METHOD}` = 'ours'"  # the runs of the method "ours"
 
-def tiny_spec(tmp: Path, **overrides) -> dict:
-    spec = {
-        "name": "tiny",
-        "data": {
-            "preset": "quickstart",
-            "params": {"grid": 16, "frames": 4},
-            "store": str(tmp / "tiny.zarr"),
-            "n_train": 16,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": [
-            {
-                "name": "ours",
-                "partition": {"context_ratio": 0.7, "query_ratio": 0.7},
-                "ensemble": 3,
-            },
-            {"name": "ns_inpaint", "kind": "inpaint_ns"},
-        ],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": 6,
-            "batch_size": 2,
-            "log_every": 3,
-            "checkpoint_every": 3,
-            "val_samples": 4,
-        },
-        "ray": {"num_workers": 2, "storage_path": str(tmp / "runs")},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "tiny-test"},
-    }
-    for key, value in overrides.items():
-        spec[key] = {**spec[key], **value} if isinstance(value, dict) else value
-    return spec
+
+# two DDP workers; the same spec (in a fresh folder) must repeat a run exactly
+TINY = dict(
+    methods=[
+        {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 3},
+        {"name": "ns_inpaint", "kind": "inpaint_ns"},
+    ],
+    workers=2,
+    experiment="tiny-test",
+)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, ray_local):
     tmp = tmp_path_factory.mktemp("e2e")
-    spec = parse_spec(tiny_spec(tmp))
+    spec = parse_spec(tiny_spec(tmp=tmp, **TINY))
     rows = run_experiment(spec, progress=False)
     return tmp, spec, rows
 
@@ -65,17 +49,17 @@ def test_runs_metrics_and_checkpoint_in_mlflow(finished):
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("tiny-test")
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("incdyn.role") == "experiment"]
-    children = [r for r in runs if r.data.tags.get("incdyn.role") == "method"]
+    parents = [r for r in runs if r.data.tags.get(TAG_ROLE) == ROLE_EXPERIMENT]
+    children = [r for r in runs if r.data.tags.get(TAG_ROLE) == ROLE_METHOD]
     assert len(parents) == 1 and len(children) == 2
     for child in children:
         assert child.info.status == "FINISHED"
-        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert child.data.tags[TAG_PARENT] == parents[0].info.run_id
         assert {"test_mse", "test_mse_unobserved"} <= set(child.data.metrics)
         assert child.data.params["training.steps"] == "6"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
         assert "figures/test_sample0.png" in artifacts
-    ours = next(c for c in children if c.data.tags["incdyn.method"] == "ours")
+    ours = next(c for c in children if c.data.tags[TAG_METHOD] == "ours")
     curve = client.get_metric_history(ours.info.run_id, "train_loss")
     assert [m.step for m in curve] == [3, 6]  # logged live by rank 0 of the Ray Train workers
     assert client.get_metric_history(ours.info.run_id, "val_loss")
@@ -93,12 +77,10 @@ def test_runs_metrics_and_checkpoint_in_mlflow(finished):
 def test_two_workers_trained_with_ddp(finished):
     tmp, spec, _ = finished
     client = MlflowClient(spec.mlflow.tracking_uri)
-    ours = client.search_runs(
-        [client.get_experiment_by_name("tiny-test").experiment_id], "tags.`incdyn.method` = 'ours'"
-    )[0]
+    ours = client.search_runs([client.get_experiment_by_name("tiny-test").experiment_id], OURS)[0]
     assert ours.data.params["ray.num_workers"] == "2"
     # Ray Train wrote its checkpoints under the spec's storage path, named from the spec
-    run_dir = tmp / "runs" / ours.data.tags["ray_train_run"]
+    run_dir = tmp / "runs" / ours.data.tags[TAG_TRAIN_RUN]
     assert any(run_dir.glob("checkpoint_*"))
 
 
@@ -113,10 +95,8 @@ def test_rerun_resumes_finished_training_instead_of_restarting(finished, monkeyp
     rows = run_experiment(spec, progress=False)
     client = MlflowClient(spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("tiny-test")
-    latest = client.search_runs(
-        [exp.experiment_id], "tags.`incdyn.method` = 'ours'", order_by=["start_time DESC"]
-    )[0]
-    assert latest.data.tags.get("resumed_from_step") == "6"
+    latest = client.search_runs([exp.experiment_id], OURS, order_by=["start_time DESC"])[0]
+    assert latest.data.tags.get(TAG_RESUMED) == "6"
     assert not client.get_metric_history(latest.info.run_id, "train_loss")  # no step retrained
     assert {r["method"] for r in rows} == {"ours", "ns_inpaint"}
 
@@ -126,15 +106,13 @@ def test_same_spec_and_seed_reproduce_the_run(finished, tmp_path):
     first one exactly: initial weights, batches, partitions, noise and ensemble masks all
     follow the spec's seed."""
     first_tmp, spec, first_rows = finished
-    again = parse_spec(tiny_spec(tmp_path))
+    again = parse_spec(tiny_spec(tmp=tmp_path, **TINY))
     rows = run_experiment(again, progress=False)
 
     def trained(s, tmp):
         client = MlflowClient(s.mlflow.tracking_uri)
         exp = client.get_experiment_by_name("tiny-test")
-        run = client.search_runs(
-            [exp.experiment_id], "tags.`incdyn.method` = 'ours'", order_by=["start_time ASC"]
-        )[0]
+        run = client.search_runs([exp.experiment_id], OURS, order_by=["start_time ASC"])[0]
         ckpt = mlflow.artifacts.download_artifacts(
             run_id=run.info.run_id,
             artifact_path="checkpoint",
