@@ -22,7 +22,8 @@ from incdyn.models.backbones.registry import build_denoiser, switch_backbone
 from incdyn.models.denoiser import Denoiser
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 
-CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json", "calibration.json")
+CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")  # what a save writes
+SIDECAR_FILES = ("calibration.json",)  # added beside a finished checkpoint (its calibration)
 
 
 def _move_into_place(staging: Path, directory: Path) -> None:
@@ -50,7 +51,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint to ``directory``: missing, empty, or an earlier checkpoint to replace."""
     directory = Path(directory)
-    if directory.is_dir() and any(p.name not in CHECKPOINT_FILES for p in directory.iterdir()):
+    known = CHECKPOINT_FILES + SIDECAR_FILES
+    if directory.is_dir() and any(p.name not in known for p in directory.iterdir()):
         raise ValueError(f"{directory} holds files besides a checkpoint's: not replacing it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.saving-", dir=directory.parent))
