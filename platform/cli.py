@@ -6,6 +6,7 @@
     incdyn sweep SPEC [--mode grid|asha] [--method NAME] [--context-ratios 0.5,0.7,0.9] ...  # Ray Tune
     incdyn report EXPERIMENT [--metric test_mse] [--out DIR]  # paper table from MLflow alone
     incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
+    incdyn ui [SPEC] [--port P]                         # MLflow UI, opened on the methods' comparison
 
 The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
 """
@@ -19,6 +20,7 @@ from incdyn.platform.report import cli as report_cli
 from incdyn.platform.serve import cli as serve_cli
 from incdyn.platform.spec import SpecError, load_spec
 from incdyn.platform.sweep import cli as sweep_cli
+from incdyn.platform.ui import cli as ui_cli
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.add_parser(sub)
     sweep_cli.add_parser(sub)
     report_cli.add_parser(sub)
+    ui_cli.add_parser(sub)
     return parser
 
 
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return sweep_cli.run(args)
     if args.command == "report":  # takes an MLflow experiment name, not a spec
         return report_cli.run(args)
+    if args.command == "ui":  # a spec is optional
+        return ui_cli.run(args)
     try:
         spec = load_spec(args.spec, args.overrides)
     except SpecError as exc:
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         except SpecError as exc:  # e.g. refused by the exposure audit, before Ray starts
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        print(f"compare the methods in the MLflow UI: incdyn ui {args.spec}")
         return 0
     if args.command == "audit":
         from incdyn.platform.experiment.audit import run_audit
