@@ -17,9 +17,28 @@ fi
 "$venv/bin/python" -m pip install -q "torch==2.13.0" -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 "$venv/bin/python" -c "import incdyn.platform.cli" # fail here if the install did not work
 export RAY_USAGE_STATS_ENABLED=0
+
+# The browser test (tests/test_ui_browser.py) drives the Debian `chromium` package through
+# Playwright; no browser is downloaded. Install it with apt-get when missing (CI runs as root);
+# if that fails the test fails and says so.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  for attempt in 1 2 3; do
+    if $sudo apt-get update -q >/dev/null && \
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null; then
+      [ -x /usr/bin/chromium ] && return 0
+    fi
+    echo "dev.sh: installing chromium with apt-get failed (attempt $attempt)" >&2
+    sleep $((attempt * 5))
+  done
+  echo "dev.sh: WARNING: /usr/bin/chromium is missing: tests/test_ui_browser.py will fail" >&2
+}
+
 case "${1:-}" in
   quickstart) shift; exec "$venv/bin/incdyn" run experiments/quickstart.yaml "$@" ;;
-  test) shift; exec "$venv/bin/python" -m pytest "$@" ;;
+  test) shift; ensure_chromium; exec "$venv/bin/python" -m pytest "$@" ;;
   repro) shift; PATH="$(cd "$venv" && pwd)/bin:$PATH" exec bash experiments/repro_cpu/run.sh "$@" ;;
   *) echo "usage: bash infra/dev.sh {quickstart|test|repro} [args]" >&2; exit 2 ;;
 esac

@@ -8,12 +8,14 @@ the spec's ``mlflow.tracking_uri`` win when set. Clusters use an ``mlflow server
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -97,6 +99,14 @@ CHILD_ROLES = (ROLE_METHOD, ROLE_TRIAL)
 # Spec sections that are not run-wide params: a child run logs its own method and seed.
 NOT_PARAMS = ("methods", "seeds", "seed", "profiles", "settings")
 FIGURE_PATH = "figures/test_sample0.png"
+EXAMPLE_PATH = "examples/test_sample0.npz"  # a method's truth, mask and imputation of test sample 0
+COMPARISON_FIGURE = "figures/comparison.png"  # on a parent: test sample 0 by every method
+METRICS_FIGURE = "figures/test_metrics.png"  # on a parent: each test metric per method, ± seeds
+
+# The MLflow UI (read by platform/ui): the experiment's kind and its saved view of method runs.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+TAG_SAVED_VIEW_PREFIX = "mlflow.sharedViewState."  # + view id: a view in the runs page's list
 
 
 def spec_params(spec: Any) -> dict[str, str]:
@@ -185,13 +195,36 @@ def start_child(
 
 
 def log_evaluation(
-    client: MlflowClient, run_id: str, metrics: dict[str, float], *, figure: Any = None
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float],
+    *,
+    figure: Any = None,
+    example: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Final metrics of a method's run (step 0) and its truth/observed/imputed/error figure."""
+    """Final metrics of a method's run (step 0), its truth/observed/imputed/error figure and
+    ``example``: test sample 0 as ``(truth, mask, imputed)`` for the parent's comparison."""
     stamp = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
     if figure is not None:
         client.log_figure(run_id, figure, FIGURE_PATH)
+    if example is not None:
+        truth, mask, imputed = example
+        with tempfile.TemporaryDirectory() as tmp:
+            folder, name = EXAMPLE_PATH.rsplit("/", 1)
+            np.savez_compressed(Path(tmp) / name, truth=truth, mask=mask, imputed=imputed)
+            client.log_artifact(run_id, str(Path(tmp) / name), folder)
+
+
+def read_example(client: MlflowClient, run_id: str) -> dict[str, np.ndarray] | None:
+    """``{"truth", "mask", "imputed"}`` of a method run's test sample 0; None if not logged."""
+    folder = EXAMPLE_PATH.rsplit("/", 1)[0]
+    if not any(a.path == EXAMPLE_PATH for a in client.list_artifacts(run_id, folder)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, EXAMPLE_PATH, tmp)
+        with np.load(local, allow_pickle=False) as data:
+            return {k: data[k] for k in ("truth", "mask", "imputed")}
 
 
 @contextmanager

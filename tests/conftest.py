@@ -131,33 +131,69 @@ def ray_local():
 def tiny_job_spec(
     *, store: str, storage_path: str | None = None, steps: int = 4, methods: list | None = None
 ) -> dict:
-    """A spec that trains ``ours`` (or runs ``methods``) for a few steps on a 16×16 store: a
-    whole `incdyn run` of it fits a test, on a local Ray or as a Ray job. Paths as given
-    (relative ones on purpose)."""
-    spec = {
-        "name": "jobsmoke",
-        "data": {
-            "params": {"grid": 16, "frames": 4},
-            "store": store,
-            "n_train": 16,
-            "n_val": 4,
-            "n_test": 4,
-            "chunk": 4,
-            "observation": {"p": 0.3},
-        },
-        "methods": methods or [{"name": "ours", "ensemble": 2}],
-        "backbone": {"width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        "training": {
-            "steps": steps,
-            "batch_size": 2,
-            "log_every": 2,
-            "checkpoint_every": 2,
-            "val_samples": 4,
-        },
-        "evaluation": {"figure": False},
-        # explicit: unset, one worker would ask for all 2 CPUs while a job's driver holds 0.1
-        "ray": {"num_workers": 1, "cpus_per_worker": 1},
-    }
+    """:func:`tiny_spec` for a whole `incdyn run` on a local Ray or as a Ray job: paths as given
+    (relative ones on purpose), one worker of 1 CPU (unset, one worker would ask for all 2 CPUs
+    while a job's driver holds 0.1), no figures, the MLflow store from the environment."""
+    spec = tiny_spec(
+        name="jobsmoke",
+        store=store,
+        methods=methods,
+        steps=steps,
+        log_every=2,
+        checkpoint_every=2,
+        cpus_per_worker=1,
+        tracking_uri=None,
+        evaluation={"figure": False},
+    )
     if storage_path is not None:
         spec["ray"]["storage_path"] = storage_path
     return spec
+
+
+QUICKSTART_METHODS = [  # the quick start's three methods: ours, MissDiff, NS inpainting
+    {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 3},
+    {
+        "name": "missdiff",
+        "partition": {"context_ratio": 1.0, "query_ratio": 1.0},
+        "ensemble": 1,
+        "allow_zero_exposure": True,
+    },
+    {"name": "ns_inpaint", "kind": "inpaint_ns"},
+]
+
+
+def comparison_spec(tmp, *, steps: int = 4) -> dict:
+    """:func:`tiny_spec` of the quick start's three methods, everything in ``tmp``."""
+    return tiny_spec(
+        tmp=tmp,
+        name="tiny-compare",
+        methods=QUICKSTART_METHODS,
+        steps=steps,
+        log_every=steps,
+        checkpoint_every=steps,
+        experiment="tiny-compare",
+        data={"preset": "quickstart"},
+    )
+
+
+@pytest.fixture(scope="session")
+def comparison_run(tmp_path_factory, ray_local):
+    """``incdyn run`` of :func:`comparison_spec`, once per session: (spec file, spec, rows).
+
+    The spec is also written as YAML, for commands that take a spec path (``incdyn ui``)."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from incdyn.platform.experiment.run import run_experiment
+    from incdyn.platform.spec import parse_spec
+
+    tmp = tmp_path_factory.mktemp("compare")
+    raw = comparison_spec(tmp)
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    spec = parse_spec(raw)
+    # artifacts under tmp, not ./mlruns (a SQLite store's default artifact root is the cwd)
+    client = MlflowClient(spec.mlflow.tracking_uri)
+    client.create_experiment(spec.experiment_name, artifact_location=(tmp / "mlruns").as_uri())
+    rows = run_experiment(spec, progress=False)
+    return path, spec, rows

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(dry_run(spec))
             return 0
         run_experiment(spec, verbose=args.verbose)  # the audit may refuse it before Ray starts
+        print(f"compare the methods in the MLflow UI: incdyn ui {args.spec}")
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

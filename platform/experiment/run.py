@@ -5,7 +5,9 @@
 3. open a parent MLflow run for the experiment; per method a child run with the resolved spec
    as params: diffusion methods train through Ray Train (curves logged live) and impute the
    test split with the ensemble; classical baselines impute as Ray tasks;
-4. log the test metrics, the comparison figure and the checkpoint; print the results table.
+4. log the test metrics, the imputation figure and the checkpoint (diffusion methods also as a
+   registered MLflow model); on the parent, the results table and the methods' comparison;
+5. print the results table (``incdyn ui SPEC`` then opens the comparison in the MLflow UI).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from incdyn.platform.experiment.evaluate import (
 from incdyn.platform.experiment.verification import log_verification
 from incdyn.platform.job_paths import check_job_paths, resolve_local
 from incdyn.platform.ray_session import init_ray
+from incdyn.platform.registry.publish import model_tags, publish_model
+from incdyn.platform.report.comparison import log_parent_comparison
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
 from incdyn.platform.tracking import (
@@ -41,6 +45,7 @@ from incdyn.platform.tracking import (
     start_parent,
 )
 from incdyn.platform.train.driver import run_name, train_method
+from incdyn.platform.ui.view import mark_experiment
 
 
 def store_url_of(spec: ExperimentSpec) -> str:
@@ -90,6 +95,15 @@ def _run_method(
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+        name, version = publish_model(
+            client,
+            run_id,
+            ckpt,
+            experiment=spec.experiment_name,
+            method=method.name,
+            tags=model_tags(spec, method),
+        )
+        print(f"{method.name}: registered as MLflow model models:/{name}/{version}")
         ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
         if ev.verification is not None and ev.verification.calibration is not None:
             save_calibration(ckpt, ev.verification.calibration)  # `incdyn serve CKPT_DIR` finds it
@@ -129,7 +143,10 @@ def _record_method(
             figure = imputation_figure(
                 ev.example_truth, ev.example_mask, ev.example_imputed, title=title
             )
-        log_evaluation(client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure)
+        example = (ev.example_truth, ev.example_mask, ev.example_imputed)
+        log_evaluation(
+            client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
+        )
         if ev.verification is not None:
             title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
             log_verification(client, run_id, ev.verification, title=title)
@@ -159,11 +176,13 @@ def run_experiment(
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)
     client = MlflowClient(tracking_uri)
+    mark_experiment(client, experiment.experiment_id)  # model training; the comparison view
     configure(verbose)
     init_ray(spec.ray.address, verbose=verbose)
     rows = []
     for variant in variants:
         rows += _run_variant(variant, client, experiment.experiment_id, progress=progress)
+    mark_experiment(client, experiment.experiment_id)  # columns for every test metric logged
     table = format_table(rows)
     print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
     print(table)
@@ -192,6 +211,8 @@ def _run_variant(
                     _record_method(seeded, method, url, client, experiment_id, parent_id, progress)
                 )
         client.log_text(parent_id, format_table(rows), "results.md")
+        if spec.evaluation.figure:
+            log_parent_comparison(client, parent_id, title=f"{spec.name} ({spec.setting})")
     return [{"setting": spec.setting, **r} for r in rows]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +24,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.report.comparison import log_comparison
 from incdyn.platform.tracking import (
     CHILD_ROLES,
     PARENT_ROLES,
@@ -234,7 +236,8 @@ def _artifact(metric: str, suffix: str) -> str:
 
 
 def log_report(report: Report, tracking_uri: str | None = None) -> str:
-    """Log ``report.md``, ``report.csv`` and the bar figure to the latest parent run counted."""
+    """Log ``report.md``, ``report.csv`` and the bar figure to the latest parent run counted, and
+    per setting the comparison of its methods (test sample 0 and every test metric, ± seeds)."""
     if report.latest_parent is None:
         raise ValueError(
             f"MLflow experiment {report.experiment!r} has no finished parent run to log to"
@@ -244,4 +247,16 @@ def log_report(report: Report, tracking_uri: str | None = None) -> str:
     client.log_text(run_id, report.to_markdown(), _artifact(report.metric, "md"))
     client.log_text(run_id, report.to_csv(), _artifact(report.metric, "csv"))
     client.log_figure(run_id, report.figure(), f"figures/report_{report.metric}.png")
+    for column in report.columns:  # the methods compared per setting, over the runs counted
+        ids = [
+            i
+            for r in report.rows
+            if (r, column) in report.cells
+            for i in report.cells[r, column].run_ids
+        ]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", column)
+        paths = (f"figures/report_comparison_{slug}.png", f"figures/report_test_metrics_{slug}.png")
+        runs = [client.get_run(i) for i in ids]
+        title = f"{report.experiment} ({column})"
+        log_comparison(client, run_id, runs, title=title, paths=paths, label=_row_label)
     return run_id

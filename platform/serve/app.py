@@ -88,7 +88,13 @@ class ServeConfig:
 
 
 def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
-    """A checkpoint directory, or the ``checkpoint`` artifact of an MLflow run id (downloaded)."""
+    """A checkpoint directory, a registered model (``models:/NAME/VERSION``,
+    ``models:/NAME@ALIAS``), or the ``checkpoint`` artifact of an MLflow run id (downloaded)."""
+    if model.startswith("models:/"):
+        from incdyn.platform.registry.resolve import checkpoint_of_model
+        from incdyn.platform.tracking import resolve_tracking_uri
+
+        return checkpoint_of_model(model, resolve_tracking_uri(tracking_uri))
     path = Path(model).expanduser()
     if path.is_dir():
         read_meta(path)  # names the directory if it is not a checkpoint

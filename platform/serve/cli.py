@@ -2,6 +2,7 @@
 
     incdyn serve runs/ckpt_dir                         # a checkpoint directory
     incdyn serve 3f2a...c1 --port 8001 --replicas 2   # an MLflow run id (its 'checkpoint' artifact)
+    incdyn serve models:/quickstart-ours/1             # a registered model (or models:/NAME@ALIAS)
     incdyn serve RUN_ID --min-replicas 1 --max-replicas 4 --max-batch-size 32 --batch-wait-s 0.02
 
 Bound to 127.0.0.1 by default; ``--host 0.0.0.0`` exposes it. Blocks until Ctrl-C.
@@ -47,7 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="serve batched ensemble imputation of a trained model over HTTP"
     )
-    p.add_argument("model", help="checkpoint directory, or MLflow run id of a trained method")
+    p.add_argument(
+        "model",
+        help="checkpoint directory, MLflow run id of a trained method, or registered model "
+        "(models:/NAME/VERSION, models:/NAME@ALIAS)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0: all interfaces)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
     p.add_argument("--replicas", type=int, default=1, help="fixed number of replicas")

@@ -1,0 +1,1 @@
+"""Trained models in the MLflow model registry: logged as pyfunc models, resolved for serving."""

@@ -1,0 +1,1 @@
+"""The MLflow UI for incdyn experiments: the comparison view and ``incdyn ui``."""

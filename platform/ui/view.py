@@ -1,0 +1,95 @@
+"""The comparison view of an experiment in MLflow 3.17's UI: every method run, flat, with its tags
+and test metrics as columns.
+
+What the UI does by default, and what this module sets instead:
+
+- Its mode (GenAI or model training) comes from the URL's ``workflowType`` query parameter, else
+  the browser's last choice, else GenAI, whose experiment page is a traces overview. The
+  experiment is tagged ``mlflow.experimentKind = custom_model_development`` for the UIs that read
+  the tag; the view's URL carries ``workflowType=machine_learning``.
+- The runs table shows only Source, Models and Dataset columns and nests child runs under a
+  collapsed parent unless it is sorted by something other than the start time. The saved view
+  (an experiment tag ``mlflow.sharedViewState.<id>``, listed in the runs page's *Views* menu)
+  filters on ``incdyn.role = 'method'``, sorts by ``test_mse`` (so child runs are rows of their
+  own), and shows the method, setting and seed tags and every ``test_*`` metric.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+from mlflow.tracking import MlflowClient
+
+from incdyn.platform.tracking import (
+    EXPERIMENT_KIND_TRAINING,
+    ROLE_METHOD,
+    TAG_EXPERIMENT_KIND,
+    TAG_METHOD,
+    TAG_ROLE,
+    TAG_SAVED_VIEW_PREFIX,
+    TAG_SEED,
+    TAG_SETTING,
+)
+
+VIEW_ID = "incdyn-methods"
+VIEW_NAME = "incdyn: methods"
+SORT_METRIC = "test_mse"
+DEFAULT_METRICS = ("test_mse", "test_mse_unobserved")
+TAG_COLUMNS = (TAG_METHOD, TAG_SETTING, TAG_SEED)
+
+
+def _column(kind: str, key: str) -> str:
+    return f"{kind}.`{key}`"  # the UI's column id, e.g. metrics.`test_mse`
+
+
+def view_state(metrics: list[str]) -> dict:
+    """The runs page's state: search facets and the columns (unset keys keep the UI's defaults)."""
+    columns = [_column("tags", t) for t in TAG_COLUMNS] + [_column("metrics", m) for m in metrics]
+    return {
+        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
+        "orderByKey": _column("metrics", SORT_METRIC),
+        "orderByAsc": True,
+        "selectedColumns": columns,
+    }
+
+
+def metric_columns(client: MlflowClient, experiment_id: str) -> list[str]:
+    """The ``test_*`` metrics the experiment's method runs logged (``test_mse`` first)."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'", max_results=500
+    )
+    keys = {k for r in runs for k in r.data.metrics if k.startswith("test_")}
+    first = [m for m in DEFAULT_METRICS if m in keys] or list(DEFAULT_METRICS)
+    return first + sorted(keys - set(first))
+
+
+def mark_experiment(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as model training and (re)write its comparison view."""
+    experiment = client.get_experiment(experiment_id)
+    if experiment.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND_TRAINING:
+        client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
+    key = TAG_SAVED_VIEW_PREFIX + VIEW_ID
+    state = json.dumps(view_state(metric_columns(client, experiment_id)), sort_keys=True)
+    try:
+        old = json.loads(experiment.tags.get(key, "{}"))
+    except json.JSONDecodeError:
+        old = {}
+    if old.get("state") == state and old.get("name") == VIEW_NAME:
+        return
+    now = int(time.time() * 1000)
+    envelope = {"name": VIEW_NAME, "createdAt": old.get("createdAt", now), "updatedAt": now}
+    client.set_experiment_tag(experiment_id, key, json.dumps({**envelope, "state": state}))
+
+
+def comparison_url(base_url: str, experiment_id: str) -> str:
+    """The runs page of the experiment in model-training mode, opened on the comparison view."""
+    query = urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_ID})
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def artifact_url(base_url: str, experiment_id: str, run_id: str, path: str) -> str:
+    """The run page's artifact browser, opened on ``path`` (e.g. the comparison figure)."""
+    page = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{path}"
+    return f"{page}?{urlencode({'workflowType': 'machine_learning'})}"
