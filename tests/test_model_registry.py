@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from incdyn.platform.registry.publish import registered_name
 from incdyn.platform.serve import cli as serve_cli
-from incdyn.platform.serve.app import resolve_checkpoint
+from incdyn.platform.serve.model_source import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +102,9 @@ def test_serve_answers_with_a_registered_model(registry):
     """``incdyn serve models:/tiny-compare-ours/1``'s application on a real Serve instance."""
     from ray import serve
 
-    from incdyn.platform.serve.app import ServeConfig, build_app
+    from incdyn.platform.serve.app import build_app
     from incdyn.platform.serve.client import health, impute
+    from incdyn.platform.serve.config import ServeConfig
     from incdyn.platform.ui.server import free_port
 
     _, uri, _ = registry

@@ -92,7 +92,8 @@ def _free_port() -> int:
 def served(ray_local, tmp_path_factory):
     from ray import serve
 
-    from incdyn.platform.serve.app import ServeConfig, build_app
+    from incdyn.platform.serve.app import build_app
+    from incdyn.platform.serve.config import ServeConfig
 
     ckpt = make_checkpoint(tmp_path_factory.mktemp("serve") / "checkpoint")
     save_calibration(ckpt, CALIBRATION)
@@ -233,7 +234,7 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(served, name):
 def test_model_from_mlflow_run(tmp_path):
     import mlflow
 
-    from incdyn.platform.serve.app import resolve_checkpoint
+    from incdyn.platform.serve.model_source import resolve_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "checkpoint")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

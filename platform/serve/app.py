@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from ray import serve
 from incdyn.models.samplers.registry import SAMPLERS
 from incdyn.models.samplers.request import SeededRequest, impute_requests
 from incdyn.platform.calibration import interval, load_calibration, served_inflation
-from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, read_meta
+from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.body import read_body
 from incdyn.platform.serve.codec import (
@@ -51,72 +51,10 @@ from incdyn.platform.serve.codec import (
     parse_options,
     to_sample,
 )
+from incdyn.platform.serve.config import ServeConfig, deployment_options
+from incdyn.platform.serve.model_source import resolve_checkpoint
 
 logger = logging.getLogger("ray.serve")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Server-side settings of every replica.
-
-    Attributes:
-        max_batch_size: most requests one ``@serve.batch`` call gathers (1 = no batching).
-        batch_wait_s: longest wait for a batch to fill after its first request.
-        max_k: largest ensemble size a request may ask for.
-        max_body_bytes: largest request body (and largest inflated ``.npz``).
-        max_network_batch: most rows (requests × K) per network forward pass.
-        grid: ``(H, W)`` the requests must have; None: the checkpoint's, else any grid.
-        threads: torch threads per replica.
-        device: ``"cpu"`` or ``"cuda"``.
-    """
-
-    max_batch_size: int = 16
-    batch_wait_s: float = 0.01
-    max_k: int = 64
-    max_body_bytes: int = 32 * 2**20
-    max_network_batch: int = 256
-    grid: tuple[int, int] | None = None
-    threads: int = 1
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_k", "max_body_bytes", "max_network_batch", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"serve option {name}={getattr(self, name)} must be >= 1")
-        if self.batch_wait_s < 0:
-            raise ValueError(f"serve option batch_wait_s={self.batch_wait_s} must be >= 0")
-
-
-def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
-    """A checkpoint directory, a registered model (``models:/NAME/VERSION``,
-    ``models:/NAME@ALIAS``), or the ``checkpoint`` artifact of an MLflow run id (downloaded)."""
-    if model.startswith("models:/"):
-        from incdyn.platform.registry.resolve import checkpoint_of_model
-        from incdyn.platform.tracking import resolve_tracking_uri
-
-        return checkpoint_of_model(model, resolve_tracking_uri(tracking_uri))
-    path = Path(model).expanduser()
-    if path.is_dir():
-        read_meta(path)  # names the directory if it is not a checkpoint
-        return path.resolve()
-    if path.exists() or "/" in model or model.startswith("."):
-        raise FileNotFoundError(f"{model} is not a checkpoint directory")
-    import mlflow
-
-    from incdyn.platform.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=model, artifact_path="checkpoint", tracking_uri=uri
-        )
-    except Exception as exc:
-        raise FileNotFoundError(
-            f"{model!r} is neither a checkpoint directory nor an MLflow run with a 'checkpoint' "
-            f"artifact in {uri} (a method's child run holds it, not the experiment's parent run): "
-            f"{exc}"
-        ) from None
-    return Path(local)
 
 
 api = FastAPI(title="incdyn imputer", docs_url=None, redoc_url=None)
@@ -329,23 +267,7 @@ def build_app(
         config = ServeConfig(**{**asdict(config), "device": "cuda"})
     path = Path(model).expanduser()
     model = str(path.resolve()) if path.is_dir() else model
-    options: dict[str, Any] = {
-        "max_ongoing_requests": max(2 * config.max_batch_size, 32),
-        "ray_actor_options": {"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica},
-    }
-    if min_replicas is not None or max_replicas is not None:
-        lo = 1 if min_replicas is None else min_replicas
-        hi = max(lo, replicas) if max_replicas is None else max_replicas
-        if not 0 <= lo <= hi or hi < 1:
-            raise ValueError(f"need 0 <= min_replicas <= max_replicas >= 1, got {lo}, {hi}")
-        options["autoscaling_config"] = {
-            "min_replicas": lo,
-            "initial_replicas": max(lo, 1),
-            "max_replicas": hi,
-            "target_ongoing_requests": config.max_batch_size,
-        }
-    else:
-        if replicas < 1:
-            raise ValueError(f"replicas={replicas} must be >= 1")
-        options["num_replicas"] = replicas
+    options = deployment_options(
+        config, replicas, min_replicas, max_replicas, cpus_per_replica, gpus_per_replica
+    )
     return Imputer.options(**options).bind(model, config, resolve_tracking_uri(tracking_uri))

@@ -148,7 +148,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from incdyn.platform.serve.app import ServeConfig, build_app
+    from incdyn.platform.serve.app import build_app
+    from incdyn.platform.serve.config import ServeConfig
 
     torch.set_num_threads(1)  # like one replica (1 CPU, 1 torch thread)
     tmp = tempfile.TemporaryDirectory()
