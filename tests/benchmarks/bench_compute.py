@@ -1,4 +1,4 @@
-"""Items 2 and 3 of issue 9: compute efficiency of the UNet training step against this machine's
+"""Benchmark items 2 and 3: compute efficiency of the UNet training step against this machine's
 GEMM peak, and the K-mask ensemble as one batch against a Python loop over the masks."""
 
 from __future__ import annotations

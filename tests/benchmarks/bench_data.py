@@ -1,4 +1,4 @@
-"""Item 6 of issue 9: the data path. Samples/s that a training worker reads from the zarr store
+"""Benchmark item 6: the data path. Samples/s that a training worker reads from the zarr store
 (``SplitDataset`` through the loop's ``DataLoader``) vs the same items held in memory, and the
 generation throughput of every PDE generator as 1 and as 2 concurrent Ray tasks (1 core each).
 """

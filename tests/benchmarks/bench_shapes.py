@@ -1,4 +1,4 @@
-"""Items 4 and 7 of issue 9: the default backbone at the release's shapes, and how time and peak
+"""Benchmark items 4 and 7: the default backbone at the release's shapes, and how time and peak
 memory of a training step and of the K = 10 ensemble grow with grid and frames.
 
 Every (phase, shape) runs in a fresh interpreter, so that its peak resident memory
@@ -30,7 +30,7 @@ from bench_lib import (
 from incdyn.models.partition import Partition
 from incdyn.models.samplers.single import ensemble_impute
 
-# The paper's release on this kind of machine (issue 9; METHOD.md "Cost facts"), batch 8:
+# The paper's release on this kind of machine (measured once with the release's code), batch 8:
 # (frames, grid) -> (training step s, K = 10 ensemble s); None: does not fit in 24 GiB.
 RELEASE = {(16, 32): (4.2, 24.0), (100, 64): (None, 1309.0)}
 SPEEDUP_TARGET = 10.0  # at 16×32×32

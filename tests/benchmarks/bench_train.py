@@ -1,4 +1,4 @@
-"""Item 1 of issue 9: the training step through Ray Train (1 worker) vs a bare PyTorch loop.
+"""Benchmark item 1: the training step through Ray Train (1 worker) vs a bare PyTorch loop.
 
 Both run ``platform/train/worker.py``'s step (same store, ``SplitDataset`` + ``DataLoader``,
 model, batch, partition, Adam, gradient clipping) for the same number of steps. In the worker,

@@ -1,4 +1,4 @@
-"""incdyn's benchmark suite (issue 9): every figure of items 1–7 in one command, printed as a
+"""incdyn's benchmark suite: every figure of items 1–7 in one command, printed as a
 table with its ratio and target, and written to a JSON file. Not part of the test run.
 
     python tests/benchmarks/run_all.py --out bench.json            # full: 7 min on 2 idle cores
