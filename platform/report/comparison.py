@@ -13,6 +13,7 @@ the runs it tabulates.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -105,6 +106,15 @@ def _seed_key(run: Run) -> tuple[int, str]:
     return (int(seed) if seed.lstrip("-").isdigit() else 1 << 30, run.info.run_id)
 
 
+# Test metrics that are not one figure per method: the error-vs-K curve and its fit, the
+# per-sampler readings of the verification pass (each has its own figure on the method's run).
+_NOT_COMPARED = re.compile(r"^test_mse_k\d+$|_fit_|_(single|multi)$|^test_better_calibrated$")
+
+
+def _compared(metric: str) -> bool:
+    return metric.startswith(TEST_PREFIX) and not _NOT_COMPARED.search(metric)
+
+
 def method_of(run: Run) -> str:
     return run.data.tags.get(TAG_METHOD, run.info.run_id)
 
@@ -121,9 +131,13 @@ def comparison_figures(
     of the lowest seed that logged its test sample 0."""
     ordered = sorted(runs, key=_seed_key)
     methods = list(dict.fromkeys(label(r) for r in runs))
-    keys = sorted({k for r in runs for k in r.data.metrics if k.startswith(TEST_PREFIX)})
+    keys = sorted({k for r in runs for k in r.data.metrics if _compared(k)})
     values = {
-        k: {m: [r.data.metrics[k] for r in ordered if label(r) == m] for m in methods} for k in keys
+        k: {
+            m: [r.data.metrics[k] for r in ordered if label(r) == m and k in r.data.metrics]
+            for m in methods
+        }
+        for k in keys
     }
     values = {k: {m: v for m, v in per.items() if v} for k, per in values.items()}
     bars = metrics_figure(values, title=title) if values else None
