@@ -25,16 +25,16 @@ class CheckpointImputer(mlflow.pyfunc.PythonModel):
     """Imputes ``(T, C, H, W)`` fields (NaN at missing points) with a trained denoiser."""
 
     def load_context(self, context: Any) -> None:
-        from incdyn.platform.checkpoint import load_denoiser
-        from incdyn.platform.train.worker import partition_for
+        from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
+        from incdyn.platform.sampling import sampler_plan
 
         self.denoiser, self.meta = load_denoiser(context.artifacts[CHECKPOINT_ARTIFACT])
-        spec = self.meta["spec"]
-        self.partition = partition_for(self.meta["method"], spec["data"]["observation"])
+        spec, method = checkpoint_spec(self.meta)
+        self.plan = sampler_plan(spec, method)
         norm = self.meta["normalization"]
         self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-        self.default_k = int(self.meta["method"].get("ensemble", 10))
+        self.default_k = method.ensemble
 
     def predict(
         self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
@@ -58,7 +58,7 @@ class CheckpointImputer(mlflow.pyfunc.PythonModel):
             k=int(params.get("k") or self.default_k),
             seed=int(params.get("seed") or 0),
         )
-        ((imputed, spread),) = single_step(self.denoiser, self.partition, [item])
+        ((imputed, spread),) = single_step(self.denoiser, self.plan, [item])
         phys = imputed.numpy().transpose(1, 0, 2, 3) * self.std + self.mean
         observed = np.broadcast_to(mask[:, None], field.shape)
         return {
