@@ -20,7 +20,9 @@ from incdyn.platform.report.comparison import (
 from incdyn.platform.tracking import (
     COMPARISON_FIGURE,
     METRICS_FIGURE,
+    ROLE_METHOD,
     TAG_EXPERIMENT_KIND,
+    TAG_ROLE,
     TAG_SAVED_VIEW_PREFIX,
     log_evaluation,
     read_example,
@@ -150,3 +152,26 @@ def test_ui_prints_the_view_and_the_latest_comparison_figure(parent, capsys):
     out = capsys.readouterr().out
     assert comparison_url("http://127.0.0.1:5000", exp) in out
     assert artifact_url("http://127.0.0.1:5000", exp, parent_id, COMPARISON_FIGURE) in out
+
+
+def test_the_view_shows_the_compared_test_metrics_and_keeps_its_tag_columns_in_sight(tmp_path):
+    """The K-curve and per-sampler readings are not columns (they would push the method,
+    setting and seed out of the rendered part of the table); at most MAX_METRICS metrics."""
+    from incdyn.platform.ui.view import MAX_METRICS, metric_columns, view_state
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("view", artifact_location=tmp_path.as_uri())
+    run = client.create_run(experiment_id, tags={TAG_ROLE: ROLE_METHOD})
+    names = ["test_mse", "test_mse_unobserved", "test_crps", "test_coverage_90", "test_mse_k5",
+             "test_mse_k_fit_a", "test_crps_single", "test_better_calibrated", "val_mse",
+             "test_spread_skill", "test_coverage_50", "test_heldout_mse"]  # fmt: skip
+    for name in names:
+        client.log_metric(run.info.run_id, name, 1.0)
+    columns = metric_columns(client, experiment_id)
+    assert columns[:4] == ["test_mse", "test_mse_unobserved", "test_heldout_mse", "test_crps"]
+    assert len(columns) == MAX_METRICS
+    assert not {"test_mse_k5", "test_mse_k_fit_a", "test_crps_single", "val_mse"} & set(columns)
+    state = view_state(columns)
+    assert state["selectedColumns"][:3] == [
+        "tags.`incdyn.method`", "tags.`incdyn.setting`", "tags.`incdyn.seed`"
+    ]  # fmt: skip

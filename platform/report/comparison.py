@@ -111,7 +111,8 @@ def _seed_key(run: Run) -> tuple[int, str]:
 _NOT_COMPARED = re.compile(r"^test_mse_k\d+$|_fit_|_(single|multi)$|^test_better_calibrated$")
 
 
-def _compared(metric: str) -> bool:
+def compared_metric(metric: str) -> bool:
+    """A test metric compared across methods (in figures and in the UI's view)."""
     return metric.startswith(TEST_PREFIX) and not _NOT_COMPARED.search(metric)
 
 
@@ -131,7 +132,7 @@ def comparison_figures(
     of the lowest seed that logged its test sample 0."""
     ordered = sorted(runs, key=_seed_key)
     methods = list(dict.fromkeys(label(r) for r in runs))
-    keys = sorted({k for r in runs for k in r.data.metrics if _compared(k)})
+    keys = sorted({k for r in runs for k in r.data.metrics if compared_metric(k)})
     values = {
         k: {
             m: [r.data.metrics[k] for r in ordered if label(r) == m and k in r.data.metrics]

@@ -11,7 +11,7 @@ What the UI does by default, and what this module sets instead:
   collapsed parent unless it is sorted by something other than the start time. The saved view
   (an experiment tag ``mlflow.sharedViewState.<id>``, listed in the runs page's *Views* menu)
   filters on ``incdyn.role = 'method'``, sorts by ``test_mse`` (so child runs are rows of their
-  own), and shows the method, setting and seed tags and every ``test_*`` metric.
+  own), and shows the method, setting and seed tags and the compared ``test_*`` metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.report.comparison import compared_metric
 from incdyn.platform.tracking import (
     EXPERIMENT_KIND_TRAINING,
     ROLE_METHOD,
@@ -36,7 +37,8 @@ from incdyn.platform.tracking import (
 VIEW_ID = "incdyn-methods"
 VIEW_NAME = "incdyn: methods"
 SORT_METRIC = "test_mse"
-DEFAULT_METRICS = ("test_mse", "test_mse_unobserved")
+DEFAULT_METRICS = ("test_mse", "test_mse_unobserved", "test_heldout_mse", "test_crps")
+MAX_METRICS = 6
 TAG_COLUMNS = (TAG_METHOD, TAG_SETTING, TAG_SEED)
 
 
@@ -56,13 +58,15 @@ def view_state(metrics: list[str]) -> dict:
 
 
 def metric_columns(client: MlflowClient, experiment_id: str) -> list[str]:
-    """The ``test_*`` metrics the experiment's method runs logged (``test_mse`` first)."""
+    """The compared ``test_*`` metrics the experiment's method runs logged (``test_mse`` first),
+    at most ``MAX_METRICS``: the UI puts tag columns after the metric columns and renders only
+    the columns in sight, so a wider table would hide the method, setting and seed."""
     runs = client.search_runs(
         [experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'", max_results=500
     )
-    keys = {k for r in runs for k in r.data.metrics if k.startswith("test_")}
+    keys = {k for r in runs for k in r.data.metrics if compared_metric(k)}
     first = [m for m in DEFAULT_METRICS if m in keys] or list(DEFAULT_METRICS)
-    return first + sorted(keys - set(first))
+    return (first + sorted(keys - set(first)))[:MAX_METRICS]
 
 
 def mark_experiment(client: MlflowClient, experiment_id: str) -> None:
