@@ -37,8 +37,8 @@ from incdyn.platform.tracking import (
 VIEW_ID = "incdyn-methods"
 VIEW_NAME = "incdyn: methods"
 SORT_METRIC = "test_mse"
-DEFAULT_METRICS = ("test_mse", "test_mse_unobserved", "test_heldout_mse", "test_crps")
-MAX_METRICS = 6
+DEFAULT_METRICS = ("test_mse", "test_heldout_mse", "test_mse_unobserved", "test_crps")
+MAX_METRICS = 3
 TAG_COLUMNS = (TAG_METHOD, TAG_SETTING, TAG_SEED)
 
 
