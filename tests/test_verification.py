@@ -93,6 +93,8 @@ def test_error_falls_with_k_and_calibration_covers_heldout_points(setup):
     _, _, _, ev = setup
     m, v = ev.metrics, ev.verification
     assert m["test_mse_k8"] < m["test_mse_k1"]
+    # the curve goes on past the method's own K = 4: members 5-8 are drawn, not the first 4 again
+    assert m["test_mse_k8"] != m["test_mse_k4"]
     a, b = v.fit
     assert b > 0  # the members' variance, removed as 1/K
     for k, value in v.k_curve.items():

@@ -75,9 +75,14 @@ def _loader(store_url: str, split: str, limit: int | None, batch: int) -> tuple:
     return data, DataLoader(data, batch_size=batch)
 
 
-def _members(kind, denoiser, x, m, plan: SamplerPlan, draws: int, g) -> torch.Tensor:
-    n = plan.k if kind in ("single", "direct") else draws
+def _members(kind, denoiser, x, m, plan: SamplerPlan, n: int, g) -> torch.Tensor:
+    """``n`` members of sampler ``kind``: ``(B, n, C, T, H, W)``."""
     return sampler_members(kind, denoiser, x, m, plan, members=n, generator=g)
+
+
+def _own_size(kind: str, plan: SamplerPlan, draws: int) -> int:
+    """The members of a method's own ensemble: its K, or the multi-step sampler's draws."""
+    return draws if kind == "multi" else plan.k
 
 
 def _test_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, *, store_url: str,
@@ -105,7 +110,7 @@ def _test_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, *, 
         own = (
             single[:, : plan.k]
             if kind == "single"
-            else _members(kind, denoiser, x, m, plan, v.draws, g)
+            else _members(kind, denoiser, x, m, plan, _own_size(kind, plan, v.draws), g)
         )
         primary.update(own.cpu().numpy(), truth, hidden, calibration=levels)
         n = x.shape[0] if v.draw_samples is None else max(0, min(x.shape[0], v.draw_samples - seen))
@@ -148,7 +153,8 @@ def _heldout_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, 
         points = mask & holdout[batch["index"].numpy()]
         x = batch["x_obs"].to(device)
         shown = torch.from_numpy(mask & ~points).to(device)
-        members = _members(kind, denoiser, x, shown, plan, v.draws, g).cpu().numpy()
+        n = _own_size(kind, plan, v.draws)
+        members = _members(kind, denoiser, x, shown, plan, n, g).cpu().numpy()
         target = batch["x_obs"].numpy()
         acc.update(members, target, points, calibration=levels)
         m, y, ch = points_of(members, target, points)
