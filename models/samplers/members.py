@@ -13,9 +13,7 @@ from __future__ import annotations
 import torch
 
 from incdyn.models.denoiser import Denoiser
-from incdyn.models.samplers.direct import direct_impute
-from incdyn.models.samplers.multistep import multistep_impute
-from incdyn.models.samplers.registry import SamplerPlan
+from incdyn.models.samplers.registry import SamplerPlan, impute
 from incdyn.models.samplers.single import ensemble_members
 
 
@@ -42,27 +40,10 @@ def sampler_members(
             generator=generator,
             max_batch=plan.max_batch,
         )
-    if kind == "multi":
+    if kind in ("multi", "direct"):  # independent runs of the sampler, as the registry runs it
         runs = [
-            multistep_impute(
-                denoiser,
-                x_obs,
-                mask,
-                plan.partition,
-                plan.family,
-                steps=plan.steps,
-                weight=plan.weight,
-                k=plan.k,
-                generator=generator,
-                step_partition=plan.trained,
-                max_batch=plan.max_batch,
-            )[0]
+            impute(kind, denoiser, x_obs, mask, plan, generator=generator)[0]
             for _ in range(members)
-        ]
-        return torch.stack(runs, dim=1)
-    if kind == "direct":
-        runs = [
-            direct_impute(denoiser, x_obs, mask, generator=generator)[0] for _ in range(members)
         ]
         return torch.stack(runs, dim=1)
     raise ValueError(f"sampler {kind!r} has no members; one of single, multi, direct")
