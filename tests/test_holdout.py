@@ -146,9 +146,11 @@ def test_selection_defaults_to_held_out_points_and_truth_only_when_asked():
     assert _spec(holdout={"fraction": 0.1}).evaluation.criterion == "val_heldout_mse"
     asked = _spec(holdout={"fraction": 0.1}, select_on="truth")
     assert asked.evaluation.criterion == "val_mse"
-    assert _spec().evaluation.criterion == "val_mse"  # no held-out points: nothing else to use
+    default = _spec().evaluation  # held-out points are on by default: no truth is needed
+    assert default.holdout.fraction == 0.1 and default.criterion == "val_heldout_mse"
+    assert _spec(holdout=None).evaluation.criterion == "val_mse"  # none: nothing else to use
     with pytest.raises(SpecError, match=r"select_on: heldout needs evaluation\.holdout"):
-        _spec(select_on="heldout")
+        _spec(select_on="heldout", holdout=None)
     with pytest.raises(SpecError, match=r"evaluation\.holdout\.fraction"):
         _spec(holdout={"fraction": 0.9})
 

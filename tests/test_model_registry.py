@@ -50,7 +50,12 @@ def test_registered_model_loads_from_code_and_imputes(registry):
     _, uri, _ = registry
     checkpoint = resolve_checkpoint("models:/tiny-compare-ours/1", uri)
     assert json.loads((checkpoint / "meta.json").read_text())["method"]["name"] == "ours"
-    assert sorted(p.name for p in checkpoint.iterdir()) == ["meta.json", "model.pt"]
+    # the run held out observed val points, so the calibration fitted on them came along
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "calibration.json",
+        "meta.json",
+        "model.pt",
+    ]
     model_dir = checkpoint.parent.parent
     assert not list(model_dir.rglob("*.pkl"))  # models-from-code: no pickled class
     model = mlflow.pyfunc.load_model(str(model_dir))
@@ -62,6 +67,14 @@ def test_registered_model_loads_from_code_and_imputes(registry):
     np.testing.assert_array_equal(out["imputed"][observed], field[observed])
     np.testing.assert_array_equal(out["imputed"], again["imputed"])  # a seed fixes the answer
     assert (out["spread"][observed] == 0).all()
+    # calibrated interval bounds at the level asked for, nested by level, around the mean
+    narrow = model.predict(field, params={"k": 4, "seed": 3, "level": 0.5})
+    assert (out["lower"] <= out["imputed"]).all() and (out["imputed"] <= out["upper"]).all()
+    assert (out["upper"] - out["lower"] >= narrow["upper"] - narrow["lower"]).all()
+    assert (out["upper"] > out["lower"])[~observed].any()
+    np.testing.assert_array_equal(out["lower"][observed], field[observed])
+    with pytest.raises(ValueError, match=r"level must be a number in \[0.01, 0.99\]"):
+        model.predict(field, params={"k": 4, "level": 1.5})
 
 
 def test_model_uris_resolve_by_version_latest_and_alias(registry):

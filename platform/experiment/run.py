@@ -94,6 +94,11 @@ def _run_method(
         # impute with the CPUs of one worker: other runs may be training beside this driver
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
+        ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
+        if ev.verification is not None and ev.verification.calibration is not None:
+            # beside the weights before they are logged and registered: the checkpoint
+            # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
+            save_calibration(ckpt, ev.verification.calibration)
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
         name, version = publish_model(
             client,
@@ -104,9 +109,6 @@ def _run_method(
             tags=model_tags(spec, method),
         )
         print(f"{method.name}: registered as MLflow model models:/{name}/{version}")
-        ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
-        if ev.verification is not None and ev.verification.calibration is not None:
-            save_calibration(ckpt, ev.verification.calibration)  # `incdyn serve CKPT_DIR` finds it
         return ev
 
 

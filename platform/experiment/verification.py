@@ -19,6 +19,7 @@ test imputation, with its own generator (the imputation's numbers are untouched)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,6 +178,7 @@ def verify_diffusion(
     """Steps 1–4 for a method imputing with sampler ``kind`` (``single``, ``multi``, ``direct``);
     ``limit``: test samples (as the test imputation). Scores in training-std units."""
     v = spec.evaluation.verification
+    t0 = time.perf_counter()
     g = torch.Generator(device=device).manual_seed(spec.seed + v.seed_offset)
     common = dict(store_url=store_url, device=device, g=g)
     calibration, val_metrics = None, {}
@@ -202,6 +204,7 @@ def verify_diffusion(
         )  # fmt: skip
         out.metrics.update(acc.result("test", "_heldout"))
         out.ranks["test_heldout"] = acc.ranks.tolist()
+    out.metrics["verification_seconds"] = time.perf_counter() - t0  # what the pass costs
     return out
 
 

@@ -22,7 +22,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
-from incdyn.platform.checkpoint import read_meta
+from incdyn.platform.checkpoint import SIDECAR_FILES, read_meta
 from incdyn.platform.registry.pyfunc import CHECKPOINT_ARTIFACT
 from incdyn.platform.tracking import TAG_METHOD, TAG_SEED, TAG_SETTING, TAG_SPEC
 
@@ -37,13 +37,20 @@ def registered_name(experiment: str, method: str) -> str:
 
 
 def signature_of(meta: dict[str, Any]) -> ModelSignature:
-    """Input: one field ``(T, C, H, W)`` float32 (NaN = missing); params: ``k`` and ``seed``."""
+    """Input: one field ``(T, C, H, W)`` float32 (NaN = missing); params: ``k``, ``seed`` and
+    the interval ``level``."""
     grid = meta.get("grid") or (-1, -1)
     shape = (-1, len(meta["channels"]), int(grid[0]), int(grid[1]))
     k = int(meta["method"].get("ensemble", 10))
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
-        params=ParamSchema([ParamSpec("k", "long", k), ParamSpec("seed", "long", 0)]),
+        params=ParamSchema(
+            [
+                ParamSpec("k", "long", k),
+                ParamSpec("seed", "long", 0),
+                ParamSpec("level", "double", 0.9),
+            ]
+        ),
     )
 
 
@@ -71,6 +78,9 @@ def publish_model(
         staged.mkdir()
         for name in MODEL_FILES:
             shutil.copy2(Path(checkpoint_dir) / name, staged / name)
+        for name in SIDECAR_FILES:  # the calibration of the intervals, when fitted
+            if (Path(checkpoint_dir) / name).is_file():
+                shutil.copy2(Path(checkpoint_dir) / name, staged / name)
         with warnings.catch_warnings():  # we give a signature: no input example is needed
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = Model.log(

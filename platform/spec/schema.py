@@ -131,7 +131,9 @@ class EvaluationSpec(Strict):
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     figure: bool = True  # log truth / observed / imputed / error figures
     verification: VerificationSpec = VerificationSpec()  # calibration and error against K
-    holdout: HoldoutSpec | None = None  # withhold observed val/test points: *_heldout_mse
+    # observed val/test points withheld from the model and scored (*_heldout_mse): every choice
+    # (sweep's best, sampler, claims' select) is made on them; null: none (choices on val_mse)
+    holdout: HoldoutSpec | None = HoldoutSpec()
     select_on: Literal["heldout", "truth"] | None = None  # None: heldout when holdout is set
 
     @model_validator(mode="after")
