@@ -7,7 +7,7 @@ harmless internal errors. ``--verbose`` brings them all back. What the user foll
 
 - one bar per training: step of ``training.steps``, train and val loss, steps/s and the ETA,
   read from the method's MLflow run, where the rank-0 worker logs the curves;
-- one per evaluation (samples imputed) and one per sweep (trials finished, best ``val_mse``).
+- one per evaluation (samples imputed) and one per sweep (trials finished, best value of the criterion that chooses).
 """
 
 from __future__ import annotations

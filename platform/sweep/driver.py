@@ -207,7 +207,11 @@ def _tuner(
             storage_path=storage_path(spec),
             # Tune's own status table with --verbose; else one bar over the trials
             verbose=1 if progress and verbose else 0,
-            callbacks=[trial_bar_callback(n_trials)] if progress and not verbose else None,
+            callbacks=(
+                [trial_bar_callback(n_trials, spec.evaluation.criterion)]
+                if progress and not verbose
+                else None
+            ),
         ),
     )
 
