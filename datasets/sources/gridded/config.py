@@ -63,6 +63,13 @@ def _dims(value: Any) -> tuple[str, str, str]:
     return names  # type: ignore[return-value]
 
 
+def _label(value: Any) -> str:
+    """A time as text: ``1992`` (or ``1992.0``, YAML's number) → ``"1992"``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def _split(value: Any) -> str | tuple:
     if value == "ordered":
         return value
@@ -74,7 +81,7 @@ def _split(value: Any) -> str | tuple:
     if len(value) == 3 and all(isinstance(v, (list, tuple)) for v in value):
         if any(len(v) != 2 for v in value):
             raise _bad("split", "each time range is [START, END]")
-        return tuple((str(a), str(b)) for a, b in value)
+        return tuple((_label(a), _label(b)) for a, b in value)
     numbers = len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
     if numbers and all(v >= 0 for v in value) and abs(sum(value) - 1) < 1e-9:
         return tuple(float(v) for v in value)
@@ -161,7 +168,7 @@ class XarrayConfig:
         set_(self, "dims", _dims(self.dims))
         set_(self, "split", _split(self.split))
         set_(self, "domain", _domain(self.domain))
-        set_(self, "period", tuple(str(p) for p in self.period))
+        set_(self, "period", tuple(_label(p) for p in self.period))
         options = self.storage_options
         options = options.items() if isinstance(options, dict) else options
         set_(self, "storage_options", tuple(sorted((str(k), v) for k, v in options)))
