@@ -89,6 +89,7 @@ def test_benchmark_on_a_complete_file_keeps_truth_and_scores_only_the_domain(tmp
         ({"dims": ["t", "latitude", "lon"]}, "data.params.dims"),
         ({"variables": ["sst", "chl"]}, "data.params.variables"),
         ({"window": 12}, "data.params.window"),
+        ({"patch": 13}, "data.params.patch"),  # larger than the 12 × 16 grid
         ({"split": [0.5, 0.5]}, "data.params.split"),
         ({"gaps": "benchmark"}, "data.params.gaps"),  # gaps inside the domain
     ],

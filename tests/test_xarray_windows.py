@@ -49,7 +49,7 @@ def test_dims_mapping_is_the_list_in_any_order(monthly):
     listed = xcfg(monthly, dims=["t", "lat", "lon"])
     assert xcfg(monthly) == listed
     assert xcfg(monthly, dims={"x": "lon", "time": "t", "y": "lat"}) == listed
-    with pytest.raises(XarraySourceError, match="data.params.dims"):
+    with pytest.raises(XarraySourceError, match=r"data\.params\.dims"):
         xcfg(monthly, dims={"time": "t", "y": "lat"})
 
 
@@ -95,7 +95,7 @@ def test_patches_tile_the_grid_and_skip_tiles_reaching_outside_the_domain(monthl
     np.testing.assert_array_equal(  # then window 1 (frames 2..5), its first tile
         sim.fields[-1, :, 0].numpy(), _file_window(monthly, MONTHS[2])[:, 0:4, 4:8]
     )
-    with pytest.raises(XarraySourceError, match="data.params.patch: .* larger than the grid"):
+    with pytest.raises(XarraySourceError, match=r"data\.params\.patch: .* larger than the grid"):
         split_windows(xcfg(monthly, patch=13))
 
 
@@ -114,5 +114,5 @@ def test_domain_from_a_mask_variable_of_the_file_or_of_another(tmp_path):
     assert (
         np.isnan(sim.fields[0, :, 0, :3, :4]).all() and np.isfinite(sim.fields[0, :, 0, 3:]).all()
     )
-    with pytest.raises(XarraySourceError, match="data.params.domain: .* no variable 'land'"):
+    with pytest.raises(XarraySourceError, match=r"data\.params\.domain: .* no variable 'land'"):
         domain_of(xcfg(url, domain={"variable": "land"}))
