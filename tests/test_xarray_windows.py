@@ -69,6 +69,12 @@ def test_time_ranges_hold_their_windows_and_no_frame_is_shared(monthly):
     assert sim.params["window_start"][0].item() == hours  # the window's date is kept
 
 
+def test_ranges_of_a_numeric_time_axis_cut_where_the_fractions_do(tmp_path):
+    url = sea_surface_file(tmp_path / "steps.nc", gaps=False)  # t = 0, 1, ..., 39
+    ranges = {"train": [0, 19], "val": [20, 29], "test": [30, 39]}
+    assert split_windows(xcfg(url, split=ranges)) == split_windows(xcfg(url))  # 0.5/0.25/0.25
+
+
 @pytest.mark.parametrize(
     ("split", "message"),
     [

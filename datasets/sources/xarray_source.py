@@ -139,7 +139,8 @@ def _simulation(cfg, src: Source, fields, firsts, corners) -> Simulation:
             f"data.params.gaps: {cfg.url} has gaps (NaN) inside its domain; use gaps: real, or "
             "a complete file for a benchmark"
         )
-    units = {c: str(src.ds[v.partition("@")[0]].attrs.get("units", "")) for c, v in zip(cfg.channels, cfg.variables, strict=True)}  # fmt: skip
+    names = zip(cfg.channels, cfg.variables, strict=True)
+    units = {c: str(src.ds[v.partition("@")[0]].attrs.get("units", "")) for c, v in names}
     units.update(src.grid.units)
     time, params, attrs = np.arange(cfg.window, dtype=np.float64), {}, {}
     if src.frames.is_datetime:

@@ -26,9 +26,9 @@ class Frames:
     positions: np.ndarray
     times: pd.Index
 
-    def span(self, first: int, count: int, step: int = 1) -> slice:
-        """File positions of kept frames ``first, first + step, ...`` (``count`` of them)."""
-        p = self.positions[first : first + (count - 1) * step + 1 : step]
+    def span(self, first: int, count: int) -> slice:
+        """File positions of the kept frames ``first : first + count``, as a slice."""
+        p = self.positions[first : first + count]
         stride = int(p[1] - p[0]) if len(p) > 1 else 1  # kept frames are evenly spaced
         return slice(int(p[0]), int(p[-1]) + 1, stride)
 
