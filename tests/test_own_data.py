@@ -14,7 +14,13 @@ from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.store import open_split
 from incdyn.platform.cli import main
-from incdyn.platform.tracking import ROLE_METHOD, TAG_METHOD, TAG_ROLE, read_example
+from incdyn.platform.tracking import (
+    ROLE_METHOD,
+    TAG_METHOD,
+    TAG_ROLE,
+    TAG_SETTING,
+    read_example,
+)
 
 METHODS = [
     {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 2},
@@ -23,7 +29,7 @@ METHODS = [
 ]
 
 
-def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local):
+def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local, capsys):
     url = sea_surface_file(tmp_path / "sst.nc", gaps=True)
     spec = tiny_spec(tmp=tmp_path, name="own-data", methods=METHODS, n_train=8, p=None, steps=4)
     spec["data"] = {
@@ -38,6 +44,8 @@ def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local):
     path = tmp_path / "own.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["run", str(path)]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if "| setting" in line)
+    assert "test_heldout_mse" in header  # the table shows the score that exists
 
     store = spec["data"]["store"]
     for split in ("val", "test"):
@@ -51,6 +59,7 @@ def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local):
     runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'")
     assert sorted(r.data.tags[TAG_METHOD] for r in runs) == ["dineof", "ours", "telea"]
     for r in runs:
+        assert r.data.tags[TAG_SETTING] == "xarray real gaps"
         m = r.data.metrics
         assert np.isfinite(m["test_heldout_mse"]) and np.isfinite(m["val_heldout_mse"])
         assert "test_mse" not in m  # no truth in real gaps

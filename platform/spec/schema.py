@@ -282,6 +282,8 @@ class ExperimentSpec(Strict):
     def setting(self) -> str:
         """The data setting a table column stands for, e.g. ``navier_stokes pixel 20%``."""
         o = self.data.observation
+        if self.data.source == "xarray" and self.data.params.get("gaps") == "real":
+            return "xarray real gaps"  # the file's own gaps are the masks
         mask = {
             "pixel": f"pixel {o.p:.0%}",
             "block": f"block {o.k}/{o.blocks**2}",
