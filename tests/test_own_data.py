@@ -66,3 +66,34 @@ def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local, c
         imputed = read_example(client, r.info.run_id)["imputed"]  # (T, C, H, W)
         assert np.isnan(imputed[..., ~domain]).all(), r.data.tags[TAG_METHOD]
         assert np.isfinite(imputed[..., domain]).all(), r.data.tags[TAG_METHOD]
+
+
+def test_a_complete_file_benchmarked_under_clouds_logs_truth_and_heldout_scores(
+    tmp_path, ray_local
+):
+    """``gaps: benchmark``: the spec's cloud masks on top of a complete file (land still NaN);
+    val/test keep the truth, so every method logs ``test_mse`` beside ``test_heldout_mse``."""
+    url = sea_surface_file(tmp_path / "sst.nc", gaps=False)
+    spec = tiny_spec(tmp=tmp_path, name="own-bench", methods=METHODS[1:], n_train=8, p=None)
+    spec["data"] = {
+        **spec["data"],
+        "source": "xarray",
+        "preset": "default",
+        "params": {"url": url, "variables": ["sst"], "dims": ["t", "lat", "lon"], "window": 4,
+                   "stride": 2, "split": [0.5, 0.25, 0.25], "gaps": "benchmark"},
+        "observation": {"kind": "cloud", "p": 0.6, "scale": 2.0, "static": False},
+    }  # fmt: skip
+    spec["evaluation"] = {"figure": False, "holdout": {"fraction": 0.2, "patch": 3}}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["run", str(path)]) == 0
+    test = open_split(spec["data"]["store"], "test")
+    assert {"domain", "holdout", "truth"} <= set(test.data_vars)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("own-bench")
+    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'")
+    assert sorted(r.data.tags[TAG_METHOD] for r in runs) == ["dineof", "telea"]
+    for r in runs:
+        m = r.data.metrics
+        assert np.isfinite([m["test_mse"], m["test_heldout_mse"], m["val_heldout_mse"]]).all()
+        assert np.isnan(read_example(client, r.info.run_id)["imputed"][..., :3, :4]).all()
