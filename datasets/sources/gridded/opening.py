@@ -78,14 +78,13 @@ def open_file(
         raise XarraySourceError(f"data.params.url: cannot open {url}: {exc}") from exc
 
 
-def variable(ds: xr.Dataset, cfg: XarrayConfig, name: str, url: str = "") -> xr.DataArray:
+def variable(ds: xr.Dataset, cfg: XarrayConfig, name: str) -> xr.DataArray:
     """One variable (``name`` or ``name@LEVEL``), its roles' dims only, in the file's order."""
-    url = url or cfg.url
     base, level = parse_variable(name)
     if base not in ds.data_vars:
         some = ", ".join(sorted(map(str, ds.data_vars))[:12])
         raise XarraySourceError(
-            f"data.params.variables: {url} has no variable {base!r} (it has {some}); "
+            f"data.params.variables: {cfg.url} has no variable {base!r} (it has {some}); "
             "name one of these"
         )
     a = ds[base]
