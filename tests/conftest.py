@@ -197,3 +197,44 @@ def comparison_run(tmp_path_factory, ray_local):
     client.create_experiment(spec.experiment_name, artifact_location=(tmp / "mlruns").as_uri())
     rows = run_experiment(spec, progress=False)
     return path, spec, rows
+
+
+SEA_GRID = (40, 12, 16)  # frames, latitudes, longitudes of :func:`sea_surface_file`
+
+
+def sea_surface_file(
+    path,
+    *,
+    gaps: bool,
+    time=None,
+    all_nan: bool = False,
+    fill: float = -999.0,
+    land: float = float("nan"),
+    lsm: bool = False,
+) -> str:
+    """A netCDF file ordered (lon, t, lat): a smooth low-rank 'sst' with land (lat < 3, lon < 4)
+    missing at every time (or set to ``land``), and with ``gaps`` moving cloud gaps stored as
+    _FillValue; ``lsm`` adds a land-sea mask variable ``lsm (lat, lon)``, 1 on land."""
+    import numpy as np
+    import xarray as xr
+
+    frames, nlat, nlon = SEA_GRID
+    rng = np.random.default_rng(0)
+    t = np.arange(frames)
+    lat, lon = np.linspace(-10, 10, nlat), np.linspace(100, 130, nlon)
+    pattern = np.sin(lat[None, :] / 4 + lon[:, None] / 7)  # (lon, lat)
+    sst = 20 + pattern[:, None, :] * np.cos(t / 5)[None, :, None]
+    sst = sst + 0.3 * np.sin(t / 3)[None, :, None]
+    if gaps:
+        sst[rng.random(sst.shape) < 0.3] = np.nan
+    sst[:4, :, :3] = land
+    if all_nan:
+        sst[:] = np.nan
+    data = {"sst": (("lon", "t", "lat"), sst.astype(np.float32), {"units": "degC"})}
+    if lsm:
+        mask = np.zeros((nlat, nlon), np.float32)
+        mask[:3, :4] = 1.0
+        data["lsm"] = (("lat", "lon"), mask)
+    ds = xr.Dataset(data, coords={"lon": lon, "t": t if time is None else time, "lat": lat})
+    ds.to_netcdf(path, encoding={"sst": {"_FillValue": fill}})
+    return str(path)

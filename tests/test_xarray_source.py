@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
+from conftest import SEA_GRID, sea_surface_file
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.holdout import HoldoutSpec
@@ -14,32 +14,7 @@ from incdyn.datasets.sources.xarray_source import XarraySourceError, domain_of, 
 from incdyn.datasets.store import open_split
 from incdyn.platform.experiment.evaluate import evaluate_classical
 
-T, LAT, LON = 40, 12, 16
-
-
-def sea_surface_file(
-    path, *, gaps: bool, time=None, all_nan: bool = False, fill: float = -999.0
-) -> str:
-    """A netCDF file ordered (lon, time, lat), a smooth low-rank 'sst' with land (lat < 3,
-    lon < 4) missing at every time and, with ``gaps``, moving cloud gaps stored as _FillValue."""
-    rng = np.random.default_rng(0)
-    t = np.arange(T)
-    lat, lon = np.linspace(-10, 10, LAT), np.linspace(100, 130, LON)
-    pattern = np.sin(lat[None, :] / 4 + lon[:, None] / 7)  # (lon, lat)
-    sst = (
-        20 + pattern[:, None, :] * np.cos(t / 5)[None, :, None] + 0.3 * np.sin(t / 3)[None, :, None]
-    )
-    sst[:4, :, :3] = np.nan  # land
-    if gaps:
-        sst[rng.random(sst.shape) < 0.3] = np.nan
-    if all_nan:
-        sst[:] = np.nan
-    ds = xr.Dataset(
-        {"sst": (("lon", "t", "lat"), sst.astype(np.float32), {"units": "degC"})},
-        coords={"lon": lon, "t": t if time is None else time, "lat": lat},
-    )
-    ds.to_netcdf(path, encoding={"sst": {"_FillValue": fill}})
-    return str(path)
+T, LAT, LON = SEA_GRID
 
 
 def params(url: str, **extra) -> dict:
@@ -114,6 +89,7 @@ def test_benchmark_on_a_complete_file_keeps_truth_and_scores_only_the_domain(tmp
         ({"dims": ["t", "latitude", "lon"]}, "data.params.dims"),
         ({"variables": ["sst", "chl"]}, "data.params.variables"),
         ({"window": 12}, "data.params.window"),
+        ({"patch": 13}, "data.params.patch"),  # larger than the 12 × 16 grid
         ({"split": [0.5, 0.5]}, "data.params.split"),
         ({"gaps": "benchmark"}, "data.params.gaps"),  # gaps inside the domain
     ],

@@ -1,23 +1,24 @@
-"""ERA5 reanalysis from WeatherBench2 / ARCO-ERA5 zarr stores, as windows in the Simulation layout.
+"""ERA5 reanalysis from WeatherBench2 / ARCO-ERA5 zarr stores: one configuration of the general
+gridded source (:mod:`.xarray_source`), not a second code path.
 
-Opens a store (``gs://`` through gcsfs, anonymous by default; also local paths, ``file://``,
-``memory://``), selects variables ``name`` or ``name@level`` (hPa), one calendar year, and cuts it
-into windows of ``frames`` consecutive frames that become the samples. Dimensions are transposed
-by name to ``(sample, time, channel, y=latitude, x=longitude)`` and latitude is sorted ascending
-(WeatherBench2's 64×32 store orders ``(time, longitude, latitude)``; the 0.25° stores keep latitude
-descending). Channels are named ``geopotential_500``, ``2m_temperature``, ...; units come from
-each variable's ``units`` attribute.
+What is ERA5's own lives here: the stores' URLs and presets, the default variables
+(``name`` or ``name@level`` in hPa), the units ECMWF leaves out, and the schema: dims ``time``,
+``latitude``/``lat``, ``longitude``/``lon`` (WeatherBench2's 64×32 store orders
+``(time, longitude, latitude)``; the 0.25° stores keep latitude descending: the grid is sorted
+ascending). The general source does the rest: opening (``gs://`` anonymously through gcsfs, with
+a deadline), transposing by name, one calendar year as the ``period``, ``frame_step`` and
+``coarsen``, windows of ``frames`` frames every ``stride``.
 
 Time: a window's ``time`` coordinate is hours since the window's first frame (``[0, 6, 12]`` for
-3 frames of a 6-hourly store: one sample spans 12 h, not 3 h; ``[0, 1, 2]`` on the hourly ARCO
-store, or ``[0, 6, 12]`` there with ``frame_step=6``); each sample's start is the per-sample
-variable ``window_start`` (hours since 1970-01-01, which xarray decodes to datetimes). The store's
-root attrs repeat the cadence (``frame_interval_hours``, ``window_hours``).
+3 frames of a 6-hourly store: one sample spans 12 h; ``[0, 1, 2]`` on the hourly ARCO store, or
+``[0, 6, 12]`` there with ``frame_step=6``); each sample's start is the per-sample variable
+``window_start`` (hours since 1970-01-01). The store's root attrs repeat the cadence
+(``frame_interval_hours``, ``window_hours``).
 
-Splits by time: :func:`generate` reads windows in order, from ``offset`` on. ``build_store``
-passes ``offset`` = the sample's position in ``train | val | test``, so the training windows come
-first in the year, then validation, then test; windows never share frames (``stride >= frames``),
-so the splits never overlap.
+Splits by time (``split: ordered``): :func:`generate` reads windows in order, from ``offset``
+on. ``build_store`` passes ``offset`` = the sample's position in ``train | val | test``, so the
+training windows come first in the year, then validation, then test; windows never share frames
+(``stride >= frames``), so the splits never overlap.
 
     from incdyn.datasets.sources.era5 import PRESETS, generate
     sim = generate(PRESETS["wb2_64x32"], n=8, offset=0)  # 8 windows of 12 h from 2020-01-01
@@ -25,19 +26,21 @@ so the splits never overlap.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import fsspec
-import numpy as np
-import pandas as pd
 import torch
-import xarray as xr
-from fsspec.asyn import sync
 
 from incdyn.datasets.simulation import Simulation
-from incdyn.datasets.store import StoreError
+from incdyn.datasets.sources import xarray_source
+from incdyn.datasets.sources.gridded.config import (
+    XarrayConfig,
+    XarraySourceError,
+    channel_name,
+    parse_variable,
+)
+from incdyn.datasets.sources.gridded.opening import open_file
 
 WB2_64X32 = (
     "gs://weatherbench2/datasets/era5/1959-2023_01_10-6h-64x32_equiangular_conservative.zarr"
@@ -66,29 +69,7 @@ UNITS = {
     "10m_v_component_of_wind": "m s**-1",
     "mean_sea_level_pressure": "Pa",
 }
-EPOCH = pd.Timestamp("1970-01-01")
-HOUR = pd.Timedelta(hours=1)
-
-
-class ERA5Error(StoreError):
-    """An ERA5 store is unreachable, missing, or lacks a variable, level or year (names the URL)."""
-
-
-def channel_name(variable: str) -> str:
-    """``"geopotential@500"`` → ``"geopotential_500"``; a single-level name is kept."""
-    name, level = parse_variable(variable)
-    return name if level is None else f"{name}_{level}"
-
-
-def parse_variable(variable: str) -> tuple[str, int | None]:
-    """``"name@level"`` → ``(name, level in hPa)``; ``"name"`` → ``(name, None)``."""
-    name, _, level = variable.partition("@")
-    if not name or (level and not level.isdigit()):
-        raise ValueError(
-            f"ERA5 variable {variable!r} must be 'name' or 'name@level' (level in hPa)"
-        )
-    return name, int(level) if level else None
-
+ERA5Error = XarraySourceError  # an ERA5 store is unreachable, or lacks a variable, level or year
 
 CHANNELS = tuple(channel_name(v) for v in DEFAULT_VARIABLES)
 
@@ -125,19 +106,16 @@ class ERA5Config:
     def __post_init__(self) -> None:
         if not self.variables:
             raise ValueError("ERA5 variables must name at least one variable")
-        channels = [channel_name(v) for v in self.variables]
-        if len(set(channels)) != len(channels):
-            raise ValueError(f"ERA5 variables {list(self.variables)} repeat a channel")
-        for name in ("frames", "frame_step", "coarsen"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ERA5 {name}={getattr(self, name)} must be >= 1")
-        if self.stride < self.frames:
-            raise ValueError(
-                f"ERA5 stride={self.stride} must be >= frames={self.frames}: windows that share "
-                "frames would let the train/val/test splits overlap"
-            )
-        if not self.timeout_s > 0:
-            raise ValueError(f"ERA5 timeout_s={self.timeout_s} must be > 0")
+        XarrayConfig(  # the general source's checks (channels, frames, stride, ...), no I/O
+            url=self.url,
+            variables=self.variables,
+            window=self.frames,
+            stride=self.stride,
+            split="ordered",
+            frame_step=self.frame_step,
+            coarsen=self.coarsen,
+            timeout_s=self.timeout_s,
+        )
 
 
 PRESETS = {
@@ -148,173 +126,57 @@ PRESETS = {
 }
 
 
-def _storage_options(cfg: ERA5Config) -> dict:
-    if cfg.storage_options is not None:
-        return dict(cfg.storage_options)
-    return {"token": "anon"} if cfg.url.startswith(("gs://", "gcs://")) else {}
+def _schema(cfg: ERA5Config) -> tuple[str, str, str]:
+    """The store's names for time, latitude and longitude (``lat``/``lon`` in some stores)."""
+    ds = open_file(cfg.url, "zarr", cfg.timeout_s, _options(cfg))
+    lat = "latitude" if "latitude" in ds.dims else "lat"
+    lon = "longitude" if "longitude" in ds.dims else "lon"
+    return "time", lat, lon
 
 
-def _probe(url: str, options: dict, timeout: float) -> None:
-    """Fail fast and clearly when the store is unreachable or absent."""
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
-        if fs.async_impl:
-
-            async def first_answer():  # wait_for cancels gcsfs's retries at the deadline
-                return await asyncio.wait_for(fs._info(path), timeout)
-
-            sync(fs.loop, first_answer)
-        else:
-            fs.info(path)
-    except FileNotFoundError:
-        raise ERA5Error(f"ERA5 store {url} does not exist") from None
-    except TimeoutError as exc:  # asyncio's and fsspec's timeouts are TimeoutErrors
-        raise ERA5Error(
-            f"ERA5 store {url} is unreachable: no answer within {timeout:g} s "
-            "(no network, or the bucket is down); check the URL and the connection"
-        ) from exc
-    except Exception as exc:
-        raise ERA5Error(f"ERA5 store {url} is unreachable: {type(exc).__name__}: {exc}") from exc
+def _options(cfg: ERA5Config) -> tuple:
+    return tuple(sorted((cfg.storage_options or {}).items()))
 
 
-def open_era5(cfg: ERA5Config) -> xr.Dataset:
-    """Open the store lazily (no dask: only the chunks a window needs are read)."""
-    options = _storage_options(cfg)
-    _probe(cfg.url, options, cfg.timeout_s)
-    try:
-        ds = xr.open_zarr(cfg.url, storage_options=options or None, chunks=None)
-    except Exception as exc:
-        raise ERA5Error(f"ERA5 store {cfg.url} cannot be opened as zarr: {exc}") from exc
-    return ds.rename({k: v for k, v in {"lat": "latitude", "lon": "longitude"}.items() if k in ds})
+def as_xarray(cfg: ERA5Config) -> XarrayConfig:
+    """The general source's configuration that reads what ``cfg`` describes."""
+    return XarrayConfig(
+        url=cfg.url,
+        variables=cfg.variables,
+        dims=_schema(cfg),
+        window=cfg.frames,
+        stride=cfg.stride,
+        split="ordered",
+        gaps="benchmark",  # reanalysis is complete: a NaN is an error
+        engine="zarr",
+        domain="all",  # no land mask: every grid point is data (and no pass over the year)
+        period=(str(cfg.year), str(cfg.year)),
+        frame_step=cfg.frame_step,
+        coarsen=cfg.coarsen,
+        level_dim="level",
+        ascending=True,
+        timeout_s=cfg.timeout_s,
+        storage_options=_options(cfg),
+    )
 
 
-@dataclass(frozen=True)
-class _Year:
-    """Positions in the store's time axis of the frames of ``cfg.year`` (after ``frame_step``)."""
-
-    positions: np.ndarray
-    times: pd.DatetimeIndex
-    interval_h: float
-
-    def windows(self, cfg: ERA5Config) -> int:
-        n = len(self.positions)
-        return 0 if n < cfg.frames else (n - cfg.frames) // cfg.stride + 1
-
-
-def _year(ds: xr.Dataset, cfg: ERA5Config) -> _Year:
-    if "time" not in ds.indexes or not isinstance(ds.indexes["time"], pd.DatetimeIndex):
-        raise ERA5Error(f"ERA5 store {cfg.url} has no datetime 'time' coordinate")
-    index = ds.indexes["time"]
-    if not index.is_monotonic_increasing:
-        raise ERA5Error(f"ERA5 store {cfg.url}: the time coordinate is not sorted")
-    positions = np.flatnonzero(index.year == cfg.year)[:: cfg.frame_step]
-    if len(positions) < cfg.frames:
-        span = f"{index[0]:%Y-%m-%d} to {index[-1]:%Y-%m-%d}" if len(index) else "nothing"
-        raise ERA5Error(
-            f"ERA5 store {cfg.url} has {len(positions)} frames in {cfg.year} (it spans {span}); "
-            f"a window needs {cfg.frames}"
-        )
-    times = index[positions]
-    steps = np.diff(times.values).astype("timedelta64[s]").astype(np.float64) / 3600.0
-    if len(steps) and not np.allclose(steps, steps[0]):
-        raise ERA5Error(f"ERA5 store {cfg.url}: the frames of {cfg.year} are not evenly spaced")
-    return _Year(positions, times, float(steps[0]) if len(steps) else 0.0)
-
-
-def _field(ds: xr.Dataset, cfg: ERA5Config, variable: str, time: slice) -> xr.DataArray:
-    """One variable over ``time`` as ``(time, latitude, longitude)``, still lazy."""
-    name, level = parse_variable(variable)
-    if name not in ds.data_vars:
-        some = ", ".join(sorted(map(str, ds.data_vars))[:12])
-        raise ERA5Error(f"ERA5 store {cfg.url} has no variable {name!r} (it has {some}, ...)")
-    da = ds[name]
-    if level is not None:
-        if "level" not in da.dims:
-            raise ERA5Error(f"ERA5 store {cfg.url}: {name!r} has no level dimension; drop @{level}")
-        if level not in ds["level"].values:
-            raise ERA5Error(
-                f"ERA5 store {cfg.url}: {name!r} has no level {level} hPa; levels: "
-                f"{[int(v) for v in ds['level'].values]}"
-            )
-        da = da.sel(level=level)
-    if set(da.dims) != {"time", "latitude", "longitude"}:
-        hint = f"; name a level, e.g. {name}@850" if "level" in da.dims else ""
-        raise ERA5Error(
-            f"ERA5 store {cfg.url}: {variable!r} has dims {da.dims}, expected time, latitude, "
-            f"longitude{hint}"
-        )
-    return da.isel(time=time).transpose("time", "latitude", "longitude")
-
-
-def _coarsen(a: np.ndarray, k: int, axes: tuple[int, ...]) -> np.ndarray:
-    """Mean over ``k``-blocks along ``axes``; trailing points that do not fill a block dropped."""
-    for ax in axes:
-        n = a.shape[ax] // k
-        a = np.take(a, np.arange(n * k), axis=ax)
-        a = a.reshape(*a.shape[:ax], n, k, *a.shape[ax + 1 :]).mean(axis=ax + 1)
-    return a
-
-
-def load_windows(cfg: ERA5Config, offset: int, n: int, ds: xr.Dataset | None = None) -> Simulation:
+def load_windows(cfg: ERA5Config, offset: int, n: int) -> Simulation:
     """Windows ``offset : offset + n`` of ``cfg.year``: ``fields`` ``(n, frames, C, lat, lon)``."""
-    ds = open_era5(cfg) if ds is None else ds
-    year = _year(ds, cfg)
-    available = year.windows(cfg)
-    if offset < 0 or n < 1 or offset + n > available:
-        raise ERA5Error(
-            f"ERA5 store {cfg.url} holds {available} windows of {cfg.frames} frames "
-            f"(stride {cfg.stride}) in {cfg.year}; windows {offset}..{offset + n - 1} were asked "
-            "for (lower the split sizes, or the stride)"
-        )
-    first = offset * cfg.stride  # in kept frames
-    span = (n - 1) * cfg.stride + cfg.frames
-    kept = year.positions[first : first + span]
-    time = slice(int(kept[0]), int(kept[-1]) + 1, cfg.frame_step)  # positions are evenly spaced
-    starts = np.arange(n)[:, None] * cfg.stride + np.arange(cfg.frames)[None, :]  # (n, frames)
-    lat = ds["latitude"].values.astype(np.float64)
-    lon = ds["longitude"].values.astype(np.float64)
-    lat_order, lon_order = np.argsort(lat, kind="stable"), np.argsort(lon, kind="stable")
-    channels, units = [], {}
-    for variable in cfg.variables:  # one variable at a time: memory stays one variable's frames
-        da = _field(ds, cfg, variable, time)
-        values = np.asarray(da.values, dtype=np.float32)[:, lat_order][:, :, lon_order]
-        if not np.isfinite(values).all():
-            raise ERA5Error(f"ERA5 store {cfg.url}: {variable!r} has NaN or inf in {cfg.year}")
-        if cfg.coarsen > 1:
-            values = _coarsen(values, cfg.coarsen, (1, 2)).astype(np.float32)
-        channels.append(values[starts])  # (n, frames, lat, lon)
-        name = channel_name(variable)
-        units[name] = str(da.attrs.get("units", UNITS.get(parse_variable(variable)[0], "")))
-    fields = np.stack(channels, axis=2)  # (n, frames, C, lat, lon)
-    lat, lon = lat[lat_order], lon[lon_order]
-    if cfg.coarsen > 1:
-        lat, lon = _coarsen(lat, cfg.coarsen, (0,)), _coarsen(lon, cfg.coarsen, (0,))
-    start = (year.times[first + starts[:, 0]] - EPOCH) / HOUR
-    units.update(
-        {
-            "time": "h",
-            "y": "degrees_north",
-            "x": "degrees_east",
-            "window_start": "hours since 1970-01-01 00:00:00",
-        }
-    )
-    return Simulation(
-        fields=torch.from_numpy(np.ascontiguousarray(fields)),
-        params={"window_start": torch.tensor(np.asarray(start, np.float64))},
-        channels=tuple(channel_name(v) for v in cfg.variables),
-        time=np.arange(cfg.frames) * year.interval_h,
-        y=lat,
-        x=lon,
-        units=units,
-        attrs={
-            "era5_url": cfg.url,
-            "era5_year": cfg.year,
-            "frame_interval_hours": year.interval_h,
-            "window_hours": (cfg.frames - 1) * year.interval_h,
-            "time_axis": "hours since each window's first frame; its date is window_start",
-            "latitude_order": "ascending",
-        },
-    )
+    sim = xarray_source.read_samples(as_xarray(cfg), "all", offset, n)
+    units = {c: u or UNITS.get(parse_variable(v)[0], "") for c, v, u in _units(cfg, sim)}
+    units.update(y="degrees_north", x="degrees_east")
+    attrs = {
+        **sim.attrs,
+        "era5_url": cfg.url,
+        "era5_year": cfg.year,
+        "time_axis": "hours since each window's first frame; its date is window_start",
+        "latitude_order": "ascending",
+    }
+    return dataclasses.replace(sim, units={**sim.units, **units}, attrs=attrs)
+
+
+def _units(cfg: ERA5Config, sim: Simulation):
+    return [(channel_name(v), v, sim.units.get(channel_name(v), "")) for v in cfg.variables]
 
 
 def generate(
@@ -328,12 +190,11 @@ def generate(
 
 def n_windows(cfg: ERA5Config) -> int:
     """How many windows ``cfg.year`` of the store holds (the most samples of all splits together)."""
-    return _year(open_era5(cfg), cfg).windows(cfg)
+    return xarray_source.n_samples(as_xarray(cfg))
 
 
 def iter_windows(cfg: ERA5Config, *, batch: int = 32, start: int = 0) -> Iterator[Simulation]:
     """Stream all windows of the year from ``start``, ``batch`` windows per :class:`Simulation`."""
-    ds = open_era5(cfg)
-    total = _year(ds, cfg).windows(cfg)
+    total = n_windows(cfg)
     for first in range(start, total, batch):
-        yield load_windows(cfg, first, min(batch, total - first), ds)
+        yield load_windows(cfg, first, min(batch, total - first))

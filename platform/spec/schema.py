@@ -19,6 +19,16 @@ ObservationSpec = MaskFamily  # observation-mask family p(M) (Sec. 4.1)
 ScheduleSpec = VPSchedule  # VP diffusion schedule
 
 Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
+# a generator setting: a value, a list, or a mapping (xarray's dims, split time ranges, domain)
+ParamValue = (
+    float
+    | int
+    | str
+    | list[float]
+    | list[str]
+    | dict[str, str]
+    | dict[str, list[float] | list[str]]
+)
 
 
 class DataSpec(Strict):
@@ -28,7 +38,7 @@ class DataSpec(Strict):
         "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5", "xarray"
     ] = "navier_stokes"  # PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
     preset: str = "quickstart"  # the generator's named configuration
-    params: dict[str, float | int | str | list[float] | list[str]] = {}  # config overrides
+    params: dict[str, ParamValue] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
     n_train: int = Field(256, ge=1)
     n_val: int = Field(32, ge=1)
@@ -274,6 +284,8 @@ class ExperimentSpec(Strict):
     def setting(self) -> str:
         """The data setting a table column stands for, e.g. ``navier_stokes pixel 20%``."""
         o = self.data.observation
+        if self.data.source == "xarray" and self.data.params.get("gaps") == "real":
+            return "xarray real gaps"  # the file's own gaps are the masks
         mask = {
             "pixel": f"pixel {o.p:.0%}",
             "block": f"block {o.k}/{o.blocks**2}",

@@ -1,0 +1,1 @@
+"""The general gridded source's parts: its config, opening, time windows, domain and reads."""
