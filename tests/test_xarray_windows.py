@@ -122,3 +122,12 @@ def test_domain_from_a_mask_variable_of_the_file_or_of_another(tmp_path):
     )
     with pytest.raises(XarraySourceError, match=r"data\.params\.domain: .* no variable 'land'"):
         domain_of(xcfg(url, domain={"variable": "land"}))
+
+
+def test_the_xarray_source_needs_no_preset():
+    from incdyn.platform.spec import parse_spec
+
+    raw = {"name": "own", "data": {"source": "xarray", "params": {"url": "x.nc"}}}
+    raw["methods"] = [{"name": "telea", "kind": "telea"}]
+    assert parse_spec(raw, "test spec").data.preset == "default"
+    assert parse_spec({**raw, "data": {}}, "test spec").data.preset == "quickstart"

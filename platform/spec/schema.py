@@ -37,7 +37,7 @@ class DataSpec(Strict):
     source: Literal[
         "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5", "xarray"
     ] = "navier_stokes"  # PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
-    preset: str = "quickstart"  # the generator's named configuration
+    preset: str = "quickstart"  # the generator's named configuration (xarray: "default")
     params: dict[str, ParamValue] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
     n_train: int = Field(256, ge=1)
@@ -46,6 +46,14 @@ class DataSpec(Strict):
     chunk: int = Field(32, ge=1)  # samples per zarr chunk and per generation task
     observation: ObservationSpec = ObservationSpec()
     test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _xarray_preset(cls, raw: Any) -> Any:
+        # the xarray source has one preset ("default": its params say it all)
+        if isinstance(raw, dict) and raw.get("source") == "xarray" and "preset" not in raw:
+            return {**raw, "preset": "default"}
+        return raw
 
 
 class SamplerSpec(Strict):
