@@ -40,7 +40,7 @@ def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local, c
                    "window": 4, "stride": 2, "split": [0.5, 0.25, 0.25], "gaps": "real"},
     }  # fmt: skip
     spec["evaluation"] = {"figure": False, "holdout": {"fraction": 0.2, "patch": 3},
-                          "verification": {"enabled": False}}  # fmt: skip
+                          "verification": {"ks": [1, 2], "draws": 2, "draw_samples": 2}}  # fmt: skip
     path = tmp_path / "own.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["run", str(path)]) == 0
@@ -63,6 +63,9 @@ def test_a_netcdf_file_with_gaps_and_land_runs_end_to_end(tmp_path, ray_local, c
         m = r.data.metrics
         assert np.isfinite(m["test_heldout_mse"]) and np.isfinite(m["val_heldout_mse"])
         assert "test_mse" not in m  # no truth in real gaps
+        if r.data.tags[TAG_METHOD] == "ours":  # the ensemble verified on held-out points alone
+            assert np.isfinite([m["test_crps_heldout"], m["val_spread_skill_heldout"]]).all()
+            assert "test_crps" not in m
         imputed = read_example(client, r.info.run_id)["imputed"]  # (T, C, H, W)
         assert np.isnan(imputed[..., ~domain]).all(), r.data.tags[TAG_METHOD]
         assert np.isfinite(imputed[..., domain]).all(), r.data.tags[TAG_METHOD]

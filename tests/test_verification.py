@@ -58,19 +58,24 @@ def setup(tmp_path_factory):
             url, group=split, mode="a", consolidated=False
         )
     spec = tiny_spec(url)
+    ckpt = random_checkpoint(spec, url, root / "ckpt", "vorticity")
+    ev = evaluate_diffusion(ckpt, spec, spec.methods[0], store_url=url)
+    return url, ckpt, spec, ev
+
+
+def random_checkpoint(spec: ExperimentSpec, url: str, path, channel: str):
+    """A checkpoint of random weights, perturbed so that the members differ."""
     torch.manual_seed(0)
     model = build_denoiser(
         spec.to_dict()["backbone"], spec.to_dict()["schedule"], channels=1, frames=4
     )
-    with torch.no_grad():  # random weights, perturbed so that members differ
+    with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
     mean, std = normalization(url)
-    meta = {"spec": spec.to_dict(), "method": spec.to_dict()["methods"][0], "channels": ["vorticity"],
+    meta = {"spec": spec.to_dict(), "method": spec.to_dict()["methods"][0], "channels": [channel],
             "frames": 4, "normalization": {"mean": mean.tolist(), "std": std.tolist()}, "step": 0}  # fmt: skip
-    ckpt = save_checkpoint(root / "ckpt", model=model, optimizer=None, meta=meta)
-    ev = evaluate_diffusion(ckpt, spec, spec.methods[0], store_url=url)
-    return url, ckpt, spec, ev
+    return save_checkpoint(path, model=model, optimizer=None, meta=meta)
 
 
 NAMES = ["spread_skill", "crps", "coverage_50", "coverage_90"]
@@ -136,3 +141,33 @@ def test_multi_and_direct_methods_are_scored_on_their_own_members(setup, kind, m
     assert math.isfinite(v.metrics["test_spread_skill_heldout"])
     assert v.calibration is not None and v.calibration.sampler == kind
     assert ("test_spread_skill_multi" in v.metrics) == (kind == "multi")
+
+
+@pytest.mark.parametrize("gaps", ["benchmark", "real"])
+def test_land_outside_the_domain_is_never_scored(tmp_path, gaps):
+    """A netCDF file with land (NaN at every time): every verification score is a number, on
+    truth where the file is complete under cloud masks, on held-out points alone with real gaps."""
+    from conftest import sea_surface_file
+
+    from incdyn.datasets.holdout import HoldoutSpec
+
+    url = str(tmp_path / "sst.zarr")
+    params = {"url": sea_surface_file(tmp_path / "sst.nc", gaps=gaps == "real"),
+              "variables": ["sst"], "dims": ["t", "lat", "lon"], "window": 4, "stride": 2,
+              "split": [0.5, 0.25, 0.25], "gaps": gaps}  # fmt: skip
+    config = store_config(
+        source="xarray", preset="default", params=params, sizes={"train": 4, "val": 4, "test": 4},
+        chunk=4, family=MaskFamily(kind="cloud", p=0.6, scale=2.0, static=False), seed=0,
+        holdout=HoldoutSpec(fraction=0.2, patch=3),
+    )  # fmt: skip
+    build_store(url, config, progress=False, use_ray=False)
+    assert "domain" in open_split(url, "test")
+    spec = tiny_spec(url, ks=[1, 2, 4])
+    ckpt = random_checkpoint(spec, url, tmp_path / "ckpt", "sst")
+    m = evaluate_diffusion(ckpt, spec, spec.methods[0], store_url=url).metrics
+    want = [f"test_{n}_heldout" for n in NAMES] + ["test_calibrated_coverage_90_heldout"]
+    if gaps == "benchmark":
+        want += [f"test_{n}" for n in NAMES] + ["test_calibrated_coverage_90", "test_mse_k4"]
+    else:
+        assert "test_crps" not in m  # no truth: nothing to score it on
+    assert all(math.isfinite(m[k]) for k in want), {k: m.get(k) for k in want}

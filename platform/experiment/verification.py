@@ -1,6 +1,9 @@
 """Ensemble verification of a trained diffusion method: its own pass over the splits, after the
 test imputation, with its own generator (the imputation's numbers are untouched).
 
+Points outside the data set's domain (``domain (y, x)`` in the store) are never scored; without
+truth in the test split (a data set's own gaps) steps 1–3 are skipped and step 4 is all there is.
+
 1. **Test, unobserved truth points**: spread–skill, CRPS, rank histogram and coverage of the
    method's sampler's members (:mod:`incdyn.datasets.metrics.ensemble_scores`).
 2. **Error against K (Theorem 2)**: one single-step pass with ``max(ks)`` members per sample; the
@@ -62,6 +65,14 @@ def heldout_of(store_url: str, split: str) -> np.ndarray | None:
     return ds[HOLDOUT].values.astype(bool) if HOLDOUT in ds else None
 
 
+def domain_of(store_url: str, split: str) -> np.ndarray:
+    """bool ``(H, W)``: the points inside the data set's domain (all of them without one)."""
+    ds = open_split(store_url, split)
+    if "domain" in ds:
+        return ds["domain"].values.astype(bool)
+    return np.ones((ds.sizes["y"], ds.sizes["x"]), bool)
+
+
 def fit_k_curve(curve: dict[int, float]) -> tuple[float, float] | None:
     """Least-squares ``(a, b)`` of ``MSE(K) ≈ a + b/K`` (Theorem 2); None with < 2 sizes."""
     if len(curve) < 2:
@@ -71,8 +82,8 @@ def fit_k_curve(curve: dict[int, float]) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-def _loader(store_url: str, split: str, limit: int | None, batch: int) -> tuple:
-    data = SplitDataset(store_url, split, with_truth=True, limit=limit)
+def _loader(store_url: str, split: str, limit: int | None, batch: int, truth: bool = True) -> tuple:
+    data = SplitDataset(store_url, split, with_truth=truth, limit=limit)
     return data, DataLoader(data, batch_size=batch)
 
 
@@ -98,16 +109,17 @@ def _test_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, *, 
     compare["multi"] = EnsembleScores(data.channels, v.draws, seed=spec.seed)
     sq = dict.fromkeys(v.ks, 0.0)
     levels = calibration.at(LEVELS) if calibration is not None else None
+    inside = domain_of(store_url, "test")  # points outside the domain are never scored
     count, seen = 0, 0
     for batch in loader:
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-        truth, hidden = batch["truth"].numpy(), ~batch["mask"].numpy()
+        truth, hidden = batch["truth"].numpy(), ~batch["mask"].numpy() & inside
         single = _members("single", denoiser, x, m, plan, k_max, g)
         observed = m[:, None].expand_as(x)
         for k in v.ks:
             mean = torch.where(observed, x, single[:, :k].mean(1)).cpu().numpy()
-            sq[k] += float(((mean - truth) ** 2).sum())
-        count += truth.size
+            sq[k] += float(((mean - truth) ** 2)[..., inside].sum())
+        count += truth[..., inside].size
         own = (
             single[:, : plan.k]
             if kind == "single"
@@ -145,7 +157,7 @@ def _heldout_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, 
     """Step 4: withhold ``holdout`` from the model, score the members there against the observed
     values; returns the scores and ``(|x̄ − y|, σ, channel)`` of every held-out point."""
     v = spec.evaluation.verification
-    data, loader = _loader(store_url, split, limit, spec.evaluation.batch_size)
+    data, loader = _loader(store_url, split, limit, spec.evaluation.batch_size, truth=False)
     acc = EnsembleScores(data.channels, plan.k if kind != "multi" else v.draws, seed=spec.seed)
     levels = calibration.at(LEVELS) if calibration is not None else None
     err, spread, chan = [], [], []
@@ -193,7 +205,10 @@ def verify_diffusion(
             err, spread, chan, acc.channels, k=acc.k, sampler=kind,
             fitted_on="val held-out observed points",
         )  # fmt: skip
-    out = _test_pass(denoiser, spec, plan, kind, limit=limit, calibration=calibration, **common)
+    if "truth" in open_split(store_url, "test"):
+        out = _test_pass(denoiser, spec, plan, kind, limit=limit, calibration=calibration, **common)
+    else:  # a data set's own gaps: no truth, held-out observed points are all there is
+        out = Verification()
     out.metrics.update(val_metrics)
     out.calibration = calibration
     holdout = heldout_of(store_url, "test")
