@@ -13,7 +13,7 @@ import datetime as dt
 from incdyn.platform.report.claims.pilots import pilot_choices
 from incdyn.platform.report.claims.verdicts import ClaimsResult, PartResult
 from incdyn.platform.report.records import RunRecord
-from incdyn.platform.tracking import TAG_MACHINE, TAG_VERSIONS
+from incdyn.platform.tracking import PARENT_ROLES, TAG_MACHINE, TAG_VERSIONS
 
 
 def _fmt(x: float | None) -> str:
@@ -34,6 +34,10 @@ def _wall_time(parents: list[RunRecord]) -> str:
     end = max((r.end_time or r.start_time) for r in parents)
     when = dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"{(end - start) / 60_000:.1f} min (runs started {when})"
+
+
+def _all_parents(result: ClaimsResult) -> list[RunRecord]:
+    return result.parents + [p for p in result.pilots if p.role in PARENT_ROLES]
 
 
 def _seeds_line(result: ClaimsResult) -> str:
@@ -188,7 +192,7 @@ def claims_markdown(result: ClaimsResult, runs_csv: str = "RESULTS_runs.csv") ->
         "that CSV alone with `--from-csv`.",
         "",
         f"- Seeds: {_seeds_line(result)}.",
-        f"- Wall time of the runs: {_wall_time(result.parents)}.",
+        f"- Wall time of the runs (pilots included): {_wall_time(_all_parents(result))}.",
         f"- Versions: {_recorded(result.parents, TAG_VERSIONS)}.",
         f"- Machine: {_recorded(result.parents, TAG_MACHINE)}.",
         "- Each setting is judged on the paper's metric for its table (the summary's `judged on` "
