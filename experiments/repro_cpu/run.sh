@@ -51,19 +51,31 @@ export RAY_USAGE_STATS_ENABLED=0
 # create the MLflow tables once, before two processes write to the store at the same time
 python -c "from mlflow.tracking import MlflowClient; MlflowClient().search_experiments()" \
   >/dev/null 2>&1
-started=""
+raytmp=""
 if [ -z "${RAY_ADDRESS:-}" ]; then
   # Ray 2.60 authenticates clients by token: give the head and every driver the same fresh one
   export RAY_AUTH_MODE=token
   RAY_AUTH_TOKEN="$(python -c 'import secrets; print(secrets.token_hex(32))')"
   export RAY_AUTH_TOKEN
   port="${REPRO_RAY_PORT:-6390}"
-  ray start --head --num-cpus=2 --port="$port" --dashboard-host=127.0.0.1 \
+  # a temp dir of its own (short: Ray's socket paths must stay under 108 characters) names
+  # this head's processes, so that only they are stopped at exit (`ray stop` would stop every
+  # Ray instance on the machine)
+  raytmp="$(mktemp -d /tmp/incdyn-repro-XXXXXX)"
+  ray start --head --num-cpus=2 --port="$port" --dashboard-host=127.0.0.1 --temp-dir="$raytmp" \
     --dashboard-port="${REPRO_DASHBOARD_PORT:-8266}" --disable-usage-stats >ray_start.log 2>&1
   export RAY_ADDRESS="127.0.0.1:$port"
-  started=1
 fi
-cleanup() { if [ -n "$started" ]; then ray stop --force >/dev/null 2>&1 || true; fi; }
+cleanup() {
+  [ -n "$raytmp" ] || return 0
+  local pids
+  pids="$(pgrep -f -- "$raytmp" || true)"  # this head's GCS, raylet, dashboard, monitors
+  [ -z "$pids" ] || kill $pids 2>/dev/null || true  # the raylet takes its workers with it
+  sleep 2
+  pids="$(pgrep -f -- "$raytmp" || true)"
+  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+  rm -rf "$raytmp"
+}
 trap cleanup EXIT
 
 # pilots SPEC NAME: one pilot run per learning-rate candidate, then the rule's choice, printed
@@ -84,12 +96,12 @@ claim() {  # claim SPEC [--set ...]: the claims' runs of one spec
 
 lane_a() {
   local method lr
-  read -r method lr < <(pilots pixel_ns repro-pixel-ns "$@")
+  read -r method lr < <(pilots pixel_ns repro-pixel-ns "$@") && [ -n "$lr" ] || return 1
   echo "lane a: Navier–Stokes pixel 20 %: lr $lr (pilot method $method)"
   claim pixel_ns --set "training.lr=$lr" "$@"
   claim pixel_ns_baselines --set "training.lr=$lr" "$@"
   claim oracle_ns --set "training.lr=$lr" "$@"
-  read -r method lr < <(pilots ensemble_sw repro-ensemble-sw "$@")
+  read -r method lr < <(pilots ensemble_sw repro-ensemble-sw "$@") && [ -n "$lr" ] || return 1
   echo "lane a: Shallow Water pixel 80 %: lr $lr (pilot method $method)"
   claim ensemble_sw --set "training.lr=$lr" "$@"
 }
@@ -97,7 +109,7 @@ lane_b() {
   local spec name method lr query_all
   for spec in block_ns block_sw; do
     name="repro-${spec//_/-}"
-    read -r method lr < <(pilots "$spec" "$name" "$@")
+    read -r method lr < <(pilots "$spec" "$name" "$@") && [ -n "$lr" ] || return 1
     query_all=false
     [ "$method" != ours_block_all ] || query_all=true
     echo "lane b: $spec: lr $lr, query_all $query_all (pilot method $method)"
