@@ -340,6 +340,16 @@ def test_pilots_pick_the_lowest_truth_free_mean_and_refuse_truth(tmp_path):
     assert truth.chosen == ("ours", "0.01")
     with pytest.raises(ValueError, match="validation split only"):
         pilot_choices(records, "training.lr", "test_mse", allow_truth=True)
+    # a pilot of two methods (the block partition's two queries): the best (method, value)
+    spec = parse_spec(
+        tiny_spec(name="s", store="memory://s", p=0.2, methods=METHODS[:2], training={"lr": 0.01})
+    )
+    client.now = 5_000
+    parent = start_parent(client, exp, spec, role=ROLE_EXPERIMENT, run_name="s")
+    with run_scope(client, parent):
+        _method_run(client, exp, parent, "r0.5", 100, {"val_heldout_mse": 0.2}, spec)
+    (both,) = pilot_choices(mlflow_records("pilots", MlflowClient(uri)), "training.lr", spec="s")
+    assert both.chosen == ("r0.5", "0.01") and len(both.candidates) == 3
 
 
 # -- the repro set itself (experiments/repro_cpu) -----------------------------------------------

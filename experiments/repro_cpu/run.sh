@@ -52,6 +52,17 @@ export RAY_USAGE_STATS_ENABLED=0
 python -c "from mlflow.tracking import MlflowClient; MlflowClient().search_experiments()" \
   >/dev/null 2>&1
 raytmp=""
+cleanup() {
+  [ -n "$raytmp" ] || return 0
+  local pids
+  pids="$(pgrep -f -- "$raytmp" || true)"  # this head's GCS, raylet, dashboard, monitors
+  [ -z "$pids" ] || kill $pids 2>/dev/null || true  # the raylet takes its workers with it
+  sleep 2
+  pids="$(pgrep -f -- "$raytmp" || true)"
+  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+  rm -rf "$raytmp"
+}
+trap cleanup EXIT
 if [ -z "${RAY_ADDRESS:-}" ]; then
   # Ray 2.60 authenticates clients by token: give the head and every driver the same fresh one
   export RAY_AUTH_MODE=token
@@ -66,17 +77,6 @@ if [ -z "${RAY_ADDRESS:-}" ]; then
     --dashboard-port="${REPRO_DASHBOARD_PORT:-8266}" --disable-usage-stats >ray_start.log 2>&1
   export RAY_ADDRESS="127.0.0.1:$port"
 fi
-cleanup() {
-  [ -n "$raytmp" ] || return 0
-  local pids
-  pids="$(pgrep -f -- "$raytmp" || true)"  # this head's GCS, raylet, dashboard, monitors
-  [ -z "$pids" ] || kill $pids 2>/dev/null || true  # the raylet takes its workers with it
-  sleep 2
-  pids="$(pgrep -f -- "$raytmp" || true)"
-  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
-  rm -rf "$raytmp"
-}
-trap cleanup EXIT
 
 # pilots SPEC NAME: one pilot run per learning-rate candidate, then the rule's choice, printed
 # as "METHOD LR" (the method matters where the pilot runs two: the block partition's query)
