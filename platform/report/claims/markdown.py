@@ -96,7 +96,8 @@ def _verdict(r: PartResult) -> str:
     head = (
         f"**holds** on the means ({judged})"
         if not failed
-        else f"**does not hold** on the means ({'; '.join(failed)} fails)"
+        else f"**does not hold** on the means ({'; '.join(failed)} "
+        + ("fails)" if len(failed) == 1 else "fail)")
     )
     return (
         f"{where}: {head}; seed by seed every inequality holds in {ok} of {n} seeds; "
