@@ -46,16 +46,21 @@ def store_config(
     seed: int,
     test_family: MaskFamily | None = None,
     holdout: HoldoutSpec | None = None,
+    train_truth: bool = False,
 ) -> dict:
     """Everything that determines a store's content (its identity for reuse).
 
     ``test_family`` draws the val/test masks from another family (cross-distribution, App. G.3);
-    ``holdout`` adds held-out points to val/test (absent: the store is as without it).
+    ``holdout`` adds held-out points to val/test (absent: the store is as without it);
+    ``train_truth`` keeps the complete training fields (a complete-data oracle's store; every
+    other array is as without it).
     """
     cfg = make_config(source, preset, params)
     extra = {"test_masks": identity(test_family)} if test_family else {}
     if holdout is not None:
         extra["holdout"] = holdout.model_dump()
+    if train_truth:
+        extra["train_truth"] = True
     return {
         **extra,
         "format": FORMAT_VERSION,
@@ -120,7 +125,17 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
         spec = HoldoutSpec(**config["holdout"])
         held = holdout_for_samples(masks.numpy(), family, spec, split, range(start, start + n))
     fields, masks = sim.fields.numpy(), masks.numpy()
-    write_region(url, split, start, fields, masks, params, held, truth=sim.masks is None)
+    write_region(
+        url,
+        split,
+        start,
+        fields,
+        masks,
+        params,
+        held,
+        truth=sim.masks is None,
+        train_truth=bool(config.get("train_truth")),
+    )
     return n
 
 
@@ -165,6 +180,7 @@ def build_store(
         holdout="holdout" in config,
         truth=probe.masks is None,
         domain=probe.domain,
+        train_truth=bool(config.get("train_truth")),
     )
     write_template(url, layout, config)
     jobs = [

@@ -3,8 +3,9 @@
 One store, three groups ``train``, ``val``, ``test``. In each group:
 
 - ``field``  float32 ``(sample, time, channel, y, x)``: observed values, NaN where the mask is 0.
-  The training split stores nothing else: complete data is out of its reach.
-- ``truth``  float32, same dims, val/test only: ground truth that only evaluation reads.
+  The training split stores nothing else: complete data is out of its reach — except in the
+  store of a complete-data oracle (``Layout.train_truth``), whose training split keeps ``truth``.
+- ``truth``  float32, same dims, val/test (and an oracle's train): ground truth.
 - ``mask``   bool ``(sample, time, y, x)``, shared by all channels.
 - ``holdout`` bool ``(sample, time, y, x)``, val/test only and only when configured: observed
   points withheld from the model in the held-out pass (a subset of ``mask``;
@@ -54,6 +55,7 @@ class Layout:
         holdout: val/test carry a ``holdout`` mask.
         truth: val/test carry ``truth`` (False for a data set's own gaps: there is none).
         domain: bool ``(H, W)``, False outside the physical domain, or None (all inside).
+        train_truth: the training split keeps ``truth`` too (a complete-data oracle's store).
     """
 
     sizes: dict[str, int]
@@ -68,6 +70,7 @@ class Layout:
     holdout: bool = False
     truth: bool = True
     domain: np.ndarray | None = None
+    train_truth: bool = False
 
 
 def _coords(layout: Layout, n: int, start: int = 0) -> dict:
@@ -97,11 +100,10 @@ def write_template(url: str, layout: Layout, config: dict) -> None:
         }
         if layout.domain is not None:
             data["domain"] = (("y", "x"), np.asarray(layout.domain, bool))
-        if split != "train":
-            if layout.truth:
-                data["truth"] = (("sample", "time", "channel", "y", "x"), field)
-            if layout.holdout:
-                data["holdout"] = data["mask"]
+        if layout.truth and (split != "train" or layout.train_truth):
+            data["truth"] = (("sample", "time", "channel", "y", "x"), field)
+        if split != "train" and layout.holdout:
+            data["holdout"] = data["mask"]
         for p in layout.params:
             data[p] = (("sample",), da.full((n,), np.nan, dtype=np.float64, chunks=(ck,)))
         ds = xr.Dataset(data, coords=_coords(layout, n))
@@ -125,6 +127,7 @@ def write_region(
     holdout: np.ndarray | None = None,
     *,
     truth: bool = True,
+    train_truth: bool = False,
 ) -> None:
     """Write samples ``start : start + n`` of ``split``.
 
@@ -134,12 +137,13 @@ def write_region(
         params: per-sample parameters, each ``(n,)``.
         holdout: bool ``(n, T, H, W)`` held-out points (val/test of a store that has them).
         truth: write ``fields`` as val/test truth (False for real gaps: there is none).
+        train_truth: write it for the training split too (a complete-data oracle's store).
     """
     n = fields.shape[0]
     observed = np.where(masks[:, :, None], fields, np.nan).astype(np.float32)
     dims5 = ("sample", "time", "channel", "y", "x")
     data = {"field": (dims5, observed), "mask": (("sample", "time", "y", "x"), masks)}
-    if split != "train" and truth:
+    if truth and (split != "train" or train_truth):
         data["truth"] = (dims5, fields.astype(np.float32))
     if holdout is not None:
         data["holdout"] = (("sample", "time", "y", "x"), holdout)

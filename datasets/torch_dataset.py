@@ -25,7 +25,8 @@ class SplitDataset(Dataset):
     Args:
         url: store URL (path, ``memory://``, ``gs://``).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        with_truth: also return ground truth (val/test only; never for training).
+        with_truth: also return ground truth (val/test; the training split has it only in a
+            complete-data oracle's store).
         with_holdout: also return the ``holdout`` mask of held-out observed points (val/test
             of a store that has one).
         limit: use only the first ``limit`` samples.
@@ -42,11 +43,6 @@ class SplitDataset(Dataset):
         cache_bytes: int = 256 * 2**20,
         with_holdout: bool = False,
     ) -> None:
-        if with_truth and split == "train":
-            raise ValueError(
-                "the training split has no ground truth: it stores observed values only "
-                "(NaN where unobserved); ask the val or test split for truth"
-            )
         self.url, self.split, self.with_truth, self.cache_bytes = (
             url,
             split,
@@ -55,6 +51,12 @@ class SplitDataset(Dataset):
         )
         self.with_holdout = with_holdout
         wanted = (["truth"] if with_truth else []) + (["holdout"] if with_holdout else [])
+        if with_truth and split == "train" and "truth" not in open_split(url, split):
+            raise ValueError(
+                "the training split has no ground truth: it stores observed values only "
+                "(NaN where unobserved); ask the val or test split for truth (only a method "
+                "with training_data: complete, the complete-data oracle, keeps it for training)"
+            )
         ds = open_split(url, split, wanted)
         self.n = ds.sizes["sample"] if limit is None else min(limit, ds.sizes["sample"])
         self.chunk = ds["field"].encoding.get("chunks", (ds.sizes["sample"],))[0]

@@ -7,7 +7,9 @@ the spec's ``mlflow.tracking_uri`` win when set. Clusters use an ``mlflow server
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform as _platform  # the standard library's (a top-level `platform` folder must never shadow it)
 import tempfile
 import time
 from collections.abc import Iterator
@@ -88,6 +90,8 @@ TAG_ERROR = "incdyn.error"
 TAG_TRAIN_RUN = "ray_train_run"  # the Ray Train run a diffusion method trained in
 TAG_RESUMED = "resumed_from_step"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_VERSIONS = "incdyn.versions"  # on a parent: Python and the packages the runs ran with
+TAG_MACHINE = "incdyn.machine"  # on a parent: architecture and CPU cores of the driver's machine
 
 ROLE_EXPERIMENT = "experiment"
 ROLE_SWEEP = "sweep"
@@ -107,6 +111,34 @@ METRICS_FIGURE = "figures/test_metrics.png"  # on a parent: each test metric per
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 TAG_SAVED_VIEW_PREFIX = "mlflow.sharedViewState."  # + view id: a view in the runs page's list
+
+
+VERSIONED = (
+    "incdyn",
+    "torch",
+    "ray",
+    "mlflow",
+    "numpy",
+    "xarray",
+    "zarr",
+    "opencv-python-headless",
+)
+
+
+def environment_tags() -> dict[str, str]:
+    """Where the runs ran: ``incdyn.versions`` and ``incdyn.machine`` (a parent's tags, so that
+    a report read later, elsewhere, names the environment of the runs, not its own)."""
+    found = []
+    for name in VERSIONED:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions = f"Python {_platform.python_version()}; " + ", ".join(found)
+    return {
+        TAG_VERSIONS: versions,
+        TAG_MACHINE: f"{_platform.machine()}, {os.cpu_count()} CPU cores",
+    }
 
 
 def spec_params(spec: Any) -> dict[str, str]:
@@ -132,7 +164,8 @@ def start_parent(
 ) -> str:
     """Open the parent run of an experiment or a sweep over one data setting; returns its id.
 
-    It holds the run-wide params, the seeds and the resolved spec (``spec.yaml``).
+    It holds the run-wide params, the seeds, the resolved spec (``spec.yaml``) and the
+    environment (:func:`environment_tags`).
     """
     if role not in PARENT_ROLES:
         raise ValueError(f"parent role {role!r} is not one of {PARENT_ROLES}")
@@ -140,7 +173,13 @@ def start_parent(
         experiment_id,
         run_name=run_name,
         tags=resolve_tags(
-            {TAG_ROLE: role, TAG_SPEC: spec.name, TAG_SETTING: spec.setting, **(tags or {})}
+            {
+                TAG_ROLE: role,
+                TAG_SPEC: spec.name,
+                TAG_SETTING: spec.setting,
+                **environment_tags(),
+                **(tags or {}),
+            }
         ),
     )
     run_id = run.info.run_id

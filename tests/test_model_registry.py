@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.registry.publish import registered_name
+from incdyn.platform.registry.publish import logged_name, registered_name
 from incdyn.platform.serve import cli as serve_cli
 from incdyn.platform.serve.model_source import resolve_checkpoint
 
@@ -139,3 +139,11 @@ def test_serve_answers_with_a_registered_model(registry):
         np.testing.assert_allclose(served, local["imputed"], rtol=1e-5, atol=1e-5)
     finally:
         serve.shutdown()
+
+
+@pytest.mark.parametrize("method", ["r0.7", "a/b:c%d", "ours"])
+def test_method_names_become_names_mlflow_accepts_for_a_logged_model(method):
+    from mlflow.utils.validation import _validate_logged_model_name
+
+    _validate_logged_model_name(logged_name(method))  # raises on a name MLflow refuses
+    assert logged_name("ours") == "ours" and logged_name("r0.7") != logged_name("r0-8")

@@ -65,6 +65,9 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
         seed=spec.seed,
         test_family=d.test_observation,
         holdout=spec.evaluation.holdout,
+        train_truth=any(
+            isinstance(m, DiffusionMethod) and m.training_data == "complete" for m in spec.methods
+        ),
     )
     url = store_url_of(spec)
     status = build_store(url, config, progress=progress)
@@ -197,8 +200,9 @@ def run_experiment(
 def _run_variant(
     spec: ExperimentSpec, client: MlflowClient, experiment_id: str, *, progress: bool
 ) -> list[dict]:
-    """One data setting: build/reuse its store, a parent run, a child run per method × seed."""
-    url = ensure_data(spec, progress=progress)
+    """One data setting: build/reuse its store (one per seed with ``data.per_seed``), a parent
+    run, a child run per method × seed."""
+    url = None if spec.data.per_seed else ensure_data(spec, progress=progress)
     rows = []
     parent_id = start_parent(
         client,
@@ -210,9 +214,12 @@ def _run_variant(
     with run_scope(client, parent_id):
         for seed in spec.run_seeds:
             seeded = spec.model_copy(update={"seed": seed})
+            seed_url = url or ensure_data(seeded, progress=progress)  # per_seed: its own data
             for method in spec.methods:
                 rows.append(
-                    _record_method(seeded, method, url, client, experiment_id, parent_id, progress)
+                    _record_method(
+                        seeded, method, seed_url, client, experiment_id, parent_id, progress
+                    )
                 )
         client.log_text(parent_id, format_table(rows), "results.md")
         if spec.evaluation.figure:
@@ -228,9 +235,12 @@ def dry_run(spec: ExperimentSpec) -> str:
         f"#   mlflow: {resolve_tracking_uri(spec.mlflow.tracking_uri)} (experiment {spec.experiment_name!r})",
     ]
     for variant in spec.variants():
-        lines.append(f"#   setting {variant.setting!r}: store {store_url_of(variant)}")
+        where = "one store per seed" if variant.data.per_seed else f"store {store_url_of(variant)}"
+        lines.append(f"#   setting {variant.setting!r}: {where}")
         for seed in variant.run_seeds:
             seeded = variant.model_copy(update={"seed": seed})
+            if variant.data.per_seed:
+                lines.append(f"#     data of seed {seed}: store {store_url_of(seeded)}")
             for m in variant.methods:
                 if isinstance(m, DiffusionMethod):
                     lines.append(

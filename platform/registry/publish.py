@@ -36,6 +36,12 @@ def registered_name(experiment: str, method: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{experiment}-{method}")
 
 
+def logged_name(method: str) -> str:
+    """``method`` as an MLflow logged-model name (which refuses ``/ : . % " '``: ``r0.7`` →
+    ``r0-7``); the registered name and the version's tags keep the method's own name."""
+    return re.sub(r"[/:.%\"']", "-", method)
+
+
 def signature_of(meta: dict[str, Any]) -> ModelSignature:
     """Input: one field ``(T, C, H, W)`` float32 (NaN = missing); params: ``k``, ``seed`` and
     the interval ``level``."""
@@ -71,7 +77,7 @@ def publish_model(
     meta = read_meta(checkpoint_dir)
     run = client.get_run(run_id)
     logged = client.create_logged_model(
-        run.info.experiment_id, name=method, source_run_id=run_id, tags=tags
+        run.info.experiment_id, name=logged_name(method), source_run_id=run_id, tags=tags
     )
     with tempfile.TemporaryDirectory(prefix="incdyn-model-") as tmp:
         staged = Path(tmp) / CHECKPOINT_ARTIFACT
@@ -85,7 +91,7 @@ def publish_model(
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = Model.log(
                 artifact_path=None,
-                name=method,
+                name=logged_name(method),
                 flavor=mlflow.pyfunc,
                 python_model=str(MODEL_CODE),  # the class is not pickled
                 artifacts={CHECKPOINT_ARTIFACT: str(staged)},

@@ -4,6 +4,8 @@ incdyn report quickstart                              # test_mse table; logged t
 incdyn report paper-table1 --metric test_mse_unobserved --out reports/
 incdyn report quickstart --tracking-uri http://mlflow:5000 --no-log
 incdyn report --claims experiments/repro_cpu/claims.yaml --out experiments/repro_cpu/RESULTS.md
+incdyn report --claims experiments/repro_cpu/claims.yaml --out experiments/repro_cpu/RESULTS.md --from-csv
+incdyn report repro-cpu-pilots --pick training.lr --spec repro-pixel-ns --method ours
 """
 
 from __future__ import annotations
@@ -44,30 +46,132 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="pool every finished parent run (default: the latest per spec and setting)",
     )
     p.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
+    p.add_argument(
+        "--from-csv",
+        action="store_true",
+        help="with --claims: rebuild --out from the runs' CSV beside it (<out>_runs.csv, and "
+        "<out>_pilot_runs.csv with pilots) instead of MLflow; without it, MLflow's runs are "
+        "exported to those CSVs",
+    )
+    p.add_argument(
+        "--pick",
+        metavar="PARAM",
+        help="print 'METHOD VALUE': the method and value of this param (e.g. training.lr) whose "
+        "runs in EXPERIMENT have the lowest mean --by (pilot runs of --spec)",
+    )
+    p.add_argument("--spec", help="with --pick: the spec name of the runs")
+    p.add_argument("--method", help="with --pick: the method of the runs")
+    p.add_argument(
+        "--by", default="val_heldout_mse", help="with --pick: the truth-free validation figure"
+    )
+    p.add_argument(
+        "--allow-truth",
+        action="store_true",
+        help="with --pick: accept a validation-truth figure (val_mse) as --by",
+    )
     return p
+
+
+def _csv_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_name(f"{out.stem}_runs.csv"), out.with_name(f"{out.stem}_pilot_runs.csv")
+
+
+def _claims_records(args: argparse.Namespace, claims) -> tuple[list, list]:
+    """The claims' and the pilots' run records: from the CSVs beside --out, or from MLflow
+    (then written to those CSVs)."""
+    from mlflow.tracking import MlflowClient
+
+    from incdyn.platform.report.records import mlflow_records, read_records
+    from incdyn.platform.report.tables import runs_counted
+    from incdyn.platform.tracking import resolve_tracking_uri
+
+    runs_csv, pilots_csv = _csv_paths(args.out) if args.out else (None, None)
+    if args.from_csv:
+        if args.out is None:
+            raise ValueError("--from-csv needs --out (the CSVs lie beside it)")
+        return read_records(runs_csv), (read_records(pilots_csv) if claims.pilots else [])
+    client = MlflowClient(resolve_tracking_uri(args.tracking_uri))
+    parents, children = runs_counted(mlflow_records(claims.experiment, client))
+    records = parents + children
+    pilots = []
+    if claims.pilots:
+        pilot_parents, pilot_children = runs_counted(
+            mlflow_records(claims.pilots.experiment, client), "all"
+        )
+        pilots = pilot_parents + pilot_children
+    return records, pilots
 
 
 def _run_claims(args: argparse.Namespace) -> int:
     from incdyn.platform.report.claims import check_claims, claims_markdown, load_claims
+    from incdyn.platform.report.records import write_records
 
     try:
         claims = load_claims(args.claims)
-        result = check_claims(claims, args.tracking_uri)
+        records, pilots = _claims_records(args, claims)
+        result = check_claims(claims, records, pilots)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = claims_markdown(result)
+    runs_csv, pilots_csv = _csv_paths(args.out or Path("RESULTS.md"))
+    text = claims_markdown(result, runs_csv.name)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not args.from_csv:
+            write_records(result.records, runs_csv)
+            if claims.pilots:
+                write_records(result.pilots, pilots_csv)
+            print(f"wrote {runs_csv}" + (f" and {pilots_csv}" if claims.pilots else ""))
         args.out.write_text(text)
         print(f"wrote {args.out}")
-    if not args.no_log and result.parents:
+    if not args.no_log and not args.from_csv and result.parents:
         from mlflow.tracking import MlflowClient
 
-        run_id = result.parents[-1].info.run_id
-        MlflowClient(result.tracking_uri).log_text(run_id, text, "claims/RESULTS.md")
+        from incdyn.platform.tracking import resolve_tracking_uri
+
+        run_id = result.parents[-1].run_id
+        client = MlflowClient(resolve_tracking_uri(args.tracking_uri))
+        client.log_text(run_id, text, "claims/RESULTS.md")
+        client.log_text(run_id, write_records(result.records), f"claims/{runs_csv.name}")
         print(f"logged to MLflow run {run_id}")
+    return 0
+
+
+def _run_pick(args: argparse.Namespace) -> int:
+    """Print the pilots' choice of ``--pick`` (nothing else on stdout: scripts read it)."""
+    from mlflow.tracking import MlflowClient
+
+    from incdyn.platform.report.claims.pilots import pilot_choices
+    from incdyn.platform.report.records import mlflow_records
+    from incdyn.platform.tracking import resolve_tracking_uri
+
+    try:
+        client = MlflowClient(resolve_tracking_uri(args.tracking_uri))
+        choices = pilot_choices(
+            mlflow_records(args.experiment, client),
+            args.pick,
+            args.by,
+            spec=args.spec,
+            method=args.method,
+            allow_truth=args.allow_truth,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(choices) != 1:
+        found = [c.spec for c in choices]
+        print(
+            f"error: --pick needs the pilot runs of one spec; found {found} (name it with --spec)",
+            file=sys.stderr,
+        )
+        return 2
+    (choice,) = choices
+    for (method, value), (mean, n) in choice.candidates.items():
+        print(
+            f"{method} {args.pick}={value}: mean {args.by} {mean:.6g} ({n} run(s))", file=sys.stderr
+        )
+    print(*choice.chosen)  # "METHOD VALUE"
     return 0
 
 
@@ -82,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.experiment:
         print("error: name an MLflow experiment (or give --claims FILE)", file=sys.stderr)
         return 2
+    if args.pick:
+        return _run_pick(args)
 
     try:
         report = build_report(

@@ -25,16 +25,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report.comparison import log_comparison
+from incdyn.platform.report.records import RunRecord, mlflow_records
 from incdyn.platform.tracking import (
     CHILD_ROLES,
     PARENT_ROLES,
     ROLE_TRIAL,
     TAG_METHOD,
-    TAG_PARENT,
     TAG_ROLE,
-    TAG_SEED,
-    TAG_SETTING,
-    TAG_SPEC,
     TAG_VARIANT,
     resolve_tracking_uri,
 )
@@ -182,6 +179,54 @@ def _row_label(run: Run) -> str:
     return f"{method} [{variant}]" if tags.get(TAG_ROLE) == ROLE_TRIAL and variant else method
 
 
+def _record_label(record: RunRecord) -> str:
+    variant = record.variant
+    return (
+        f"{record.method} [{variant}]" if record.role == ROLE_TRIAL and variant else record.method
+    )
+
+
+def runs_counted(
+    records: list[RunRecord], runs: Literal["latest", "all"] = "latest"
+) -> tuple[list[RunRecord], list[RunRecord]]:
+    """``(parents, children)`` a report counts among FINISHED ``records`` (oldest first): the
+    latest parent per (role, spec, setting) — or every parent with ``runs="all"`` — and their
+    method or trial runs."""
+    finished = sorted((r for r in records if r.status == "FINISHED"), key=lambda r: r.start_time)
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in finished:
+        if r.role in PARENT_ROLES:
+            groups.setdefault((r.role, r.spec, r.setting), []).append(r)
+    chosen = [p for group in groups.values() for p in (group if runs == "all" else group[-1:])]
+    chosen.sort(key=lambda r: r.start_time)
+    ids = {p.run_id for p in chosen}
+    children = [r for r in finished if r.role in CHILD_ROLES and r.parent in ids]
+    return chosen, children
+
+
+def report_from_records(
+    experiment: str,
+    records: list[RunRecord],
+    metric: str = "test_mse",
+    runs: Literal["latest", "all"] = "latest",
+) -> Report:
+    """The methods × settings table of ``metric`` from run records (MLflow's or a CSV's)."""
+    chosen, children = runs_counted(records, runs)
+    order = {r.run_id: i for i, r in enumerate(chosen)}
+    children = [r for r in children if metric in r.metrics]
+    children.sort(key=lambda r: (order[r.parent], r.start_time))
+    rows, columns, values = [], [], {}
+    for run in children:
+        row, col = _record_label(run), run.setting
+        rows += [row] if row not in rows else []
+        columns += [col] if col not in columns else []
+        values.setdefault((row, col), []).append((run.metrics[metric], run.run_id, run.seed))
+    cells = {
+        k: Cell(*(tuple(t[i] for t in triples) for i in range(3))) for k, triples in values.items()
+    }
+    return Report(experiment, metric, rows, columns, cells, [r.run_id for r in chosen])
+
+
 def build_report(
     experiment: str,
     tracking_uri: str | None = None,
@@ -190,45 +235,7 @@ def build_report(
 ) -> Report:
     """Rebuild the methods × settings table of ``metric`` for the MLflow experiment ``experiment``."""
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(f"no MLflow experiment {experiment!r}; experiments: {names}")
-    finished = search_all(
-        client,
-        exp.experiment_id,
-        "attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time ASC"],
-    )
-    parents: dict[tuple, list[Run]] = {}
-    for run in finished:
-        tags = run.data.tags
-        if tags.get(TAG_ROLE) in PARENT_ROLES:
-            key = (tags[TAG_ROLE], tags.get(TAG_SPEC), tags.get(TAG_SETTING))
-            parents.setdefault(key, []).append(run)
-    chosen = [r for group in parents.values() for r in (group if runs == "all" else group[-1:])]
-    chosen.sort(key=lambda r: r.info.start_time)
-    order = {r.info.run_id: i for i, r in enumerate(chosen)}
-    children = [
-        r
-        for r in finished
-        if r.data.tags.get(TAG_ROLE) in CHILD_ROLES
-        and r.data.tags.get(TAG_PARENT) in order
-        and metric in r.data.metrics
-    ]
-    children.sort(key=lambda r: (order[r.data.tags[TAG_PARENT]], r.info.start_time))
-    rows, columns, values = [], [], {}
-    for run in children:
-        row, col = _row_label(run), run.data.tags.get(TAG_SETTING, "?")
-        rows += [row] if row not in rows else []
-        columns += [col] if col not in columns else []
-        values.setdefault((row, col), []).append(
-            (run.data.metrics[metric], run.info.run_id, run.data.tags.get(TAG_SEED, "?"))
-        )
-    cells = {
-        k: Cell(*(tuple(t[i] for t in triples) for i in range(3))) for k, triples in values.items()
-    }
-    return Report(experiment, metric, rows, columns, cells, [r.info.run_id for r in chosen])
+    return report_from_records(experiment, mlflow_records(experiment, client), metric, runs)
 
 
 def _artifact(metric: str, suffix: str) -> str:

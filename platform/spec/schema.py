@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -40,6 +41,10 @@ class DataSpec(Strict):
     preset: str = "quickstart"  # the generator's named configuration (xarray: "default")
     params: dict[str, ParamValue] = {}  # config overrides
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
+    # per_seed: each run seed draws its own data set (data seed = run seed; its own store,
+    # ``{seed}`` in ``store`` or ``-seed<N>`` added before the extension), so that the spread
+    # over seeds includes the data; false: one data set from ``seed`` for every run seed
+    per_seed: bool = False
     n_train: int = Field(256, ge=1)
     n_val: int = Field(32, ge=1)
     n_test: int = Field(64, ge=1)
@@ -80,6 +85,10 @@ class DiffusionMethod(Strict):
     sampler: SamplerSpec = SamplerSpec()
     backbone: BackboneSpec | None = None  # None: the experiment's backbone
     allow_zero_exposure: bool = False  # run even if the audit finds never-queried dimensions
+    # complete: the complete-data oracle, a reference no user of incomplete data can have: the
+    # store keeps the complete training fields and training queries every point of them (the
+    # context is drawn from the observation mask as for ``observed``); inference is unchanged
+    training_data: Literal["observed", "complete"] = "observed"
 
 
 class ClassicalMethod(Strict):
@@ -304,7 +313,12 @@ class ExperimentSpec(Strict):
 
     @property
     def store_url(self) -> str:
-        return self.data.store.format(name=self.name)
+        """The store of this spec's data set; with ``data.per_seed`` the one of ``seed``."""
+        template = self.data.store
+        if self.data.per_seed and "{seed}" not in template:
+            stem, ext = posixpath.splitext(template)
+            template = f"{stem}-seed{{seed}}{ext}"
+        return template.format(name=self.name, seed=self.seed)
 
     @property
     def experiment_name(self) -> str:

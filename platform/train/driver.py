@@ -35,6 +35,8 @@ def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
     key = {k: d[k] for k in ("seed", "data", "schedule", "training")}
     key["backbone"] = spec.backbone_of(method).model_dump(mode="json")
     key["partition"] = method.partition.model_dump(mode="json")
+    if method.training_data != "observed":  # the oracle's weights differ (other runs' hashes kept)
+        key["training_data"] = method.training_data
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{spec.name}-{digest}"
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.backbones.registry import build_denoiser
-from incdyn.models.objective import data_matching_loss
+from incdyn.models.objective import complete_data_loss, data_matching_loss
 from incdyn.models.partition import Partition, partition_for
 from incdyn.platform.checkpoint import read_meta, save_checkpoint
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
@@ -78,7 +78,11 @@ def _setup(config: dict[str, Any]) -> _Run:
     partition = partition_for(method.partition, spec.data.observation)
 
     # 1. Data: this worker's shard of the training split (the distributed sampler splits it).
-    train_set = SplitDataset(config["store"], "train", cache_bytes=int(training.cache_mb * 2**20))
+    # the complete-data oracle alone reads the complete training fields (truth)
+    complete = method.training_data == "complete"
+    train_set = SplitDataset(
+        config["store"], "train", with_truth=complete, cache_bytes=int(training.cache_mb * 2**20)
+    )
     loader = build_training_loader(train_set, training.batch_size, spec.seed, rank, world)
     loader = ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
     val_loader = None
@@ -198,7 +202,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 probe.saw(epoch, batch["index"])
             x, m = batch["x_obs"].to(device), batch["mask"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = data_matching_loss(model, x, m, run.partition, g)
+                if "truth" in batch:  # the complete-data oracle
+                    loss = complete_data_loss(model, batch["truth"].to(device), m, run.partition, g)
+                else:
+                    loss = data_matching_loss(model, x, m, run.partition, g)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if training.grad_clip:

@@ -1,13 +1,19 @@
-"""RESULTS.md from checked claims: summary, per-claim tables, versions, seeds and wall time."""
+"""RESULTS.md from checked claims: summary, per-claim tables, pilots, the runs' environment.
+
+Everything in the text comes from the run records (what MLflow holds, or the CSV exported from
+it) and the claims file, so the same records give the same bytes wherever the file is rebuilt.
+The words about a ratio are "stronger" or "weaker" than the paper's, nothing else: a ratio is a
+reading, not a score to beat.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import os
-import platform as _platform  # the standard library's (a top-level `platform` folder must never shadow it)
 
+from incdyn.platform.report.claims.pilots import pilot_choices
 from incdyn.platform.report.claims.verdicts import ClaimsResult, PartResult
+from incdyn.platform.report.records import RunRecord
+from incdyn.platform.tracking import PARENT_ROLES, TAG_MACHINE, TAG_VERSIONS
 
 
 def _fmt(x: float | None) -> str:
@@ -16,44 +22,53 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def _versions() -> str:
-    names = [
-        "incdyn",
-        "torch",
-        "ray",
-        "mlflow",
-        "numpy",
-        "xarray",
-        "zarr",
-        "opencv-python-headless",
-    ]
-    found = []
-    for n in names:
-        try:
-            found.append(f"{n} {importlib.metadata.version(n)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return f"Python {_platform.python_version()}; " + ", ".join(found)
+def _recorded(parents: list[RunRecord], tag: str) -> str:
+    values = sorted({p.tags[tag] for p in parents if tag in p.tags})
+    return " | ".join(values) if values else "not recorded"
 
 
-def _wall_time(parents: list) -> str:
+def _wall_time(parents: list[RunRecord]) -> str:
     if not parents:
         return "–"
-    start = min(r.info.start_time for r in parents)
-    end = max((r.info.end_time or r.info.start_time) for r in parents)
-    minutes = (end - start) / 60_000
+    start = min(r.start_time for r in parents)
+    end = max((r.end_time or r.start_time) for r in parents)
     when = dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{minutes:.1f} min (runs started {when})"
+    return f"{(end - start) / 60_000:.1f} min (runs started {when})"
+
+
+def _all_parents(result: ClaimsResult) -> list[RunRecord]:
+    return result.parents + [p for p in result.pilots if p.role in PARENT_ROLES]
+
+
+def _seeds_line(result: ClaimsResult) -> str:
+    per_seed = [p.params.get("data.per_seed") == "True" for p in result.parents]
+    if per_seed and all(per_seed):
+        data = "each seed draws its own training, validation and test data set"
+    elif any(per_seed):
+        data = "some specs draw a data set per seed, others one data set for every seed"
+    else:
+        data = "the data set is fixed per spec"
+    return f"{', '.join(result.seeds)} (training and sampling; {data})"
+
+
+def _row_label(r: PartResult, row: str) -> str:
+    p = r.spec
+    if row in p.reference:
+        return f"{row} ({p.reference[row]})"
+    chosen = {r.selected} if r.selected else set()
+    if p.select and r.selected:
+        i = p.select.among.index(r.selected)
+        chosen |= {rows[i] for rows in p.select.follow.values()}
+    return row + (f" ← chosen on {p.select.by}" if p.select and row in chosen else "")
 
 
 def _part_table(r: PartResult) -> list[str]:
-    p = r.spec
-    extra_metrics = list(p.also)
+    extra_metrics = list(r.spec.also)
     header = ["method", f"{r.metric} (mean ± std)", "per seed", "paper", *extra_metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row, paper in p.rows.items():
+    for row, paper in r.spec.rows.items():
         cell = r.cells.get(row)
-        label = row + (" ← chosen on val" if row == r.selected else "")
+        label = _row_label(r, row)
         if cell is None:
             cells = [label, "no finished run", "", _fmt(paper)] + ["" for _ in extra_metrics]
         else:
@@ -66,93 +81,136 @@ def _part_table(r: PartResult) -> list[str]:
     return lines
 
 
-def _verdict(results: list[PartResult]) -> str:
-    sentences = []
-    for r in results:
-        where = f"{r.spec.setting}"
-        if r.missing:
-            sentences.append(f"{where}: cannot be judged, rows without finished runs: {r.missing}.")
-            continue
-        failed = [c.text for c in r.comparisons if not c.holds]
-        ok, n = r.seeds_holding
-        ratio = (
-            f"{r.spec.ratio.label} = {r.ratio:.3g} (paper {r.spec.ratio.paper:.3g}: "
-            + ("as good or better" if r.meets_paper_ratio else "short of the paper's ratio")
-            + ")"
+def _ratio_words(r: PartResult) -> str:
+    paper = r.spec.ratio.paper
+    return f"{r.spec.ratio.label} = {r.ratio:.3g} against the paper's {paper:.3g}: {r.versus_paper}"
+
+
+def _verdict(r: PartResult) -> str:
+    where = f"{r.spec.setting}" + (f" ({r.spec.reading})" if r.spec.reading else "")
+    if r.missing:
+        return f"{where}: cannot be judged, rows without finished runs: {r.missing}."
+    ok, n = r.seeds_holding
+    failed = [c.text for c in r.comparisons if not c.holds]
+    judged = "; ".join(c.text for c in r.comparisons)
+    head = (
+        f"**holds** on the means ({judged})"
+        if not failed
+        else f"**does not hold** on the means ({'; '.join(failed)} "
+        + ("fails)" if len(failed) == 1 else "fail)")
+    )
+    return (
+        f"{where}: {head}; seed by seed every inequality holds in {ok} of {n} seeds; "
+        f"{_ratio_words(r)}."
+    )
+
+
+def _part_lines(r: PartResult) -> list[str]:
+    p = r.spec
+    lines = [f"### {p.setting}" + (f" — {p.reading}" if p.reading else ""), ""]
+    lines += [*_part_table(r), ""]
+    if r.selection:
+        values = ", ".join(f"{k}: {v:.4g}" for k, v in r.selection.items())
+        lines += [
+            f"`{p.select.name}` = `{r.selected}`: the lowest mean `{p.select.by}` over the seeds, "
+            f"on the validation split ({values}).",
+            "",
+        ]
+    for comp in r.comparisons + r.informational:
+        tag = " (shown, not judged)" if comp in r.informational else ""
+        mark = "✓" if comp.holds else "✗"
+        lines.append(
+            f"- {mark} `{comp.text}`: {comp.lhs:.4g} vs {comp.rhs:.4g}; "
+            f"per seed {comp.seeds_holding}/{comp.seeds}{tag}"
         )
-        if not failed:
-            sentences.append(
-                f"{where}: **holds** — {'; '.join(c.text for c in r.comparisons)} on the means, "
-                f"and in {ok} of {n} seeds taken one by one; {ratio}."
-            )
-        else:
-            sentences.append(
-                f"{where}: **does not hold** — {'; '.join(failed)} fails on the means "
-                f"(all inequalities hold in {ok} of {n} seeds); {ratio}."
-            )
-    return " ".join(sentences)
+    if not r.missing:
+        per_seed = ", ".join(f"{s}: {v:.3g}" for s, v in sorted(r.ratio_by_seed.items()))
+        lines.append(f"- ratio {_ratio_words(r)} (per seed {per_seed})")
+        num = r.cells.get(p.ratio.num)
+        for row, label in p.reference.items():
+            ref = r.cells.get(row)
+            if ref is not None and num is not None:
+                lines.append(
+                    f"- reference `{row}` ({label}, not judged): {r.metric} {ref.mean:.4g}; "
+                    f"{p.ratio.num}/{row} = {num.mean / ref.mean:.3g}"
+                )
+    return [*lines, ""]
 
 
-def claims_markdown(result: ClaimsResult) -> str:
-    f = result.file
-    lines = [f"# {f.title}", ""]
-    lines += [
-        f"Generated by `{f.command}`, which runs {', '.join(f'`{s}`' for s in f.specs)} and then "
-        f"`incdyn report --claims` rebuilds this file from the MLflow experiment `{f.experiment}` alone.",
-        "",
-        f"- Seeds: {', '.join(result.seeds)} (training and sampling; the data set is fixed per spec).",
-        f"- Wall time of the runs: {_wall_time(result.parents)}.",
-        f"- Versions: {_versions()}.",
-        f"- Machine: {_platform.machine()}, {os.cpu_count()} CPU cores.",
-        f"- Metric: `{f.metric}` unless a table says otherwise (normalised units: MSE of the "
-        "imputed field over all points; lower is better). Paper numbers are the paper's own "
-        "(GPU scale, its units): compare the ratios, not the absolute values.",
+def _summary(result: ClaimsResult) -> list[str]:
+    lines = [
+        "| claim | setting (reading) | judged on | ratio | incdyn | paper | against the paper "
+        "| verdict (means) | seeds where it holds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    if f.scale:
-        lines += ["", f"Scale: {f.scale.strip()}"]
-    lines += [
-        "",
-        "## Summary",
-        "",
-        "| claim | ratio | incdyn | paper | verdict (means) | seeds where it holds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in f.claims:
+    for c in result.file.claims:
         for r in result.parts[c.id]:
             ok, n = r.seeds_holding if not r.missing else (0, 0)
             verdict = "holds" if r.holds else ("no runs" if r.missing else "does not hold")
+            where = r.spec.setting + (f" ({r.spec.reading})" if r.spec.reading else "")
+            versus = "–" if r.missing else r.versus_paper
             lines.append(
-                f"| {c.id}. {c.title} ({r.spec.setting}) | {r.spec.ratio.label} | {_fmt(r.ratio)} | "
-                f"{r.spec.ratio.paper:.3g} | {verdict} | {ok}/{n} |"
+                f"| {c.id}. {c.title} | {where} | `{r.metric}` | {r.spec.ratio.label} | "
+                f"{_fmt(r.ratio)} | {r.spec.ratio.paper:.3g} | {versus} | {verdict} | {ok}/{n} |"
             )
+    return lines
+
+
+def _pilot_lines(result: ClaimsResult) -> list[str]:
+    spec = result.file.pilots
+    if spec is None:
+        return []
+    lines = [
+        "## Pilots",
+        "",
+        f"`{spec.param}` of each spec (and, where a pilot runs two methods, the method), chosen "
+        f"before the claims' runs by the lowest mean `{spec.by}` of its pilot runs (MLflow "
+        f"experiment `{spec.experiment}`, their own seed and data set); every candidate:",
+        "",
+        f"| spec | method | {spec.param} | {spec.by} (mean) | runs | chosen |",
+        "|---|---|---|---|---|---|",
+    ]
+    choices = pilot_choices(result.pilots, spec.param, spec.by)
+    if not choices:
+        return [*lines, "", "No finished pilot run.", ""]
+    for choice in choices:
+        for (method, value), (mean, n) in choice.candidates.items():
+            mark = "✓" if (method, value) == choice.chosen else ""
+            lines.append(f"| {choice.spec} | {method} | {value} | {mean:.4g} | {n} | {mark} |")
+    return [*lines, ""]
+
+
+def claims_markdown(result: ClaimsResult, runs_csv: str = "RESULTS_runs.csv") -> str:
+    """The whole RESULTS.md; ``runs_csv`` is the name of the runs' CSV written beside it."""
+    f = result.file
+    source = f"`{runs_csv}`" + (" and its pilots' CSV" if f.pilots else "")
+    lines = [f"# {f.title}", ""]
+    lines += [
+        f"Generated by `{f.command}`, which runs {', '.join(f'`{s}`' for s in f.specs)}"
+        + (f" under the protocol of `{f.protocol}`" if f.protocol else "")
+        + f"; `incdyn report --claims` then writes this file and {source} (every run it uses, "
+        f"exported from the MLflow experiment `{f.experiment}`), and rebuilds this file from "
+        "that CSV alone with `--from-csv`.",
+        "",
+        f"- Seeds: {_seeds_line(result)}.",
+        f"- Wall time of the runs (pilots included): {_wall_time(_all_parents(result))}.",
+        f"- Versions: {_recorded(result.parents, TAG_VERSIONS)}.",
+        f"- Machine: {_recorded(result.parents, TAG_MACHINE)}.",
+        "- Each setting is judged on the paper's metric for its table (the summary's `judged on` "
+        "column; normalised units, lower is better). Paper numbers are the paper's own (GPU "
+        "scale, its units): compare the ratios, not the absolute values. A ratio below the "
+        "paper's is a *stronger* effect than the paper's, above it a *weaker* one.",
+    ]
+    if f.scale:
+        lines += ["", f"Scale: {f.scale.strip()}"]
+    lines += ["", "## Summary", "", *_summary(result), ""]
+    lines += _pilot_lines(result)
     for c in f.claims:
-        lines += ["", f"## Claim {c.id}: {c.title}", "", c.statement.strip(), ""]
+        lines += [f"## Claim {c.id}: {c.title}", "", c.statement.strip(), ""]
         for r in result.parts[c.id]:
-            lines += [f"### {r.spec.setting}", ""]
-            lines += _part_table(r)
-            lines.append("")
-            if r.selection:
-                chosen = ", ".join(f"{k}: {v:.4g}" for k, v in r.selection.items())
-                lines.append(
-                    f"`{r.spec.select.name}` = `{r.selected}`, the lowest mean `{r.spec.select.by}` "
-                    f"on the validation split ({chosen})."
-                )
-                lines.append("")
-            for comp in r.comparisons + r.informational:
-                tag = " (shown, not judged)" if comp in r.informational else ""
-                mark = "✓" if comp.holds else "✗"
-                lines.append(
-                    f"- {mark} `{comp.text}`: {comp.lhs:.4g} vs {comp.rhs:.4g}; "
-                    f"per seed {comp.seeds_holding}/{comp.seeds}{tag}"
-                )
-            if not r.missing:
-                per_seed = ", ".join(f"{s}: {v:.3g}" for s, v in sorted(r.ratio_by_seed.items()))
-                lines.append(
-                    f"- ratio {r.spec.ratio.label} = {r.ratio:.3g} (per seed {per_seed}); "
-                    f"paper {r.spec.ratio.paper:.3g}"
-                )
-            lines.append("")
-        lines += [f"**Verdict.** {_verdict(result.parts[c.id])}", ""]
+            lines += _part_lines(r)
+        verdicts = " ".join(_verdict(r) for r in result.parts[c.id])
+        lines += [f"**Verdict.** {verdicts}", ""]
         if c.notes:
             lines += [c.notes.strip(), ""]
     return "\n".join(lines).rstrip() + "\n"

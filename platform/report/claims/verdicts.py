@@ -1,14 +1,13 @@
-"""Claims checked against MLflow runs: each inequality on the means over seeds and seed by seed."""
+"""Claims checked against run records (MLflow's or a CSV's): each inequality on the means over
+seeds and seed by seed; the ratio beside the paper's, stronger or weaker, never a score."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlflow.tracking import MlflowClient
-
 from incdyn.platform.report.claims.schema import INEQUALITY, ClaimsFile, PartSpec
-from incdyn.platform.report.tables import Cell, Report, build_report
-from incdyn.platform.tracking import resolve_tracking_uri
+from incdyn.platform.report.records import RunRecord
+from incdyn.platform.report.tables import Cell, Report, report_from_records, runs_counted
 
 
 @dataclass
@@ -53,8 +52,12 @@ class PartResult:
         return ok, len(seeds)
 
     @property
-    def meets_paper_ratio(self) -> bool:
-        return self.ratio <= self.spec.ratio.paper
+    def versus_paper(self) -> str:
+        """``stronger`` when the ratio lies further below 1 than the paper's (a larger effect
+        in the claimed direction), ``weaker`` when it lies closer to 1 or above, ``equal``."""
+        if self.ratio == self.spec.ratio.paper:
+            return "equal"
+        return "stronger" if self.ratio < self.spec.ratio.paper else "weaker"
 
     def _names(self) -> set[str]:
         return {n for a, b in self._pairs(self.spec.holds_if) for n in (a, b)}
@@ -89,7 +92,7 @@ def check_part(part: PartSpec, reports: dict[str, Report], default_metric: str) 
     metric = part.metric or default_metric
     table = reports[metric]
     cells = {r: table.cells[r, part.setting] for r in part.rows if (r, part.setting) in table.cells}
-    missing = [r for r in part.rows if r not in cells]
+    missing = [r for r in part.rows if r not in cells and r not in part.reference]
     extra = {
         (r, m): reports[m].cells[r, part.setting]
         for m in part.also
@@ -106,8 +109,14 @@ def check_part(part: PartSpec, reports: dict[str, Report], default_metric: str) 
         }
         if selection:
             selected = min(selection, key=selection.get)
-            if selected in cells:
-                cells[part.select.name] = cells[selected]
+            position = part.select.among.index(selected)
+            chosen = {part.select.name: selected}
+            chosen |= {alias: rows[position] for alias, rows in part.select.follow.items()}
+            for alias, row in chosen.items():
+                if row in cells:
+                    cells[alias] = cells[row]
+                else:
+                    missing.append(f"{alias} ({row})")
         else:
             missing.append(f"{part.select.name} (no {part.select.by} among {part.select.among})")
     if missing:
@@ -136,30 +145,40 @@ def check_part(part: PartSpec, reports: dict[str, Report], default_metric: str) 
 class ClaimsResult:
     file: ClaimsFile
     parts: dict[int, list[PartResult]]  # claim id → its parts
-    tracking_uri: str
-    parents: list  # the parent runs counted (mlflow Run), oldest first
+    records: list[RunRecord]  # every run used: the parents counted and their children
+    parents: list[RunRecord]  # the parent runs counted, oldest first
     seeds: list[str]
+    pilots: list[RunRecord] = field(default_factory=list)  # the pilot runs, if any
 
     def holds(self, claim_id: int) -> bool:
         return all(p.holds for p in self.parts[claim_id])
 
 
-def check_claims(claims: ClaimsFile, tracking_uri: str | None = None) -> ClaimsResult:
-    """Build the reports the claims need from MLflow and check every claim."""
-    uri = resolve_tracking_uri(tracking_uri)
+def _metrics_needed(claims: ClaimsFile) -> set[str]:
     metrics = {claims.metric}
     for c in claims.claims:
         for p in c.parts:
             metrics |= {p.metric or claims.metric, *p.also}
             if p.select:
                 metrics.add(p.select.by)
-    reports = {m: build_report(claims.experiment, uri, metric=m) for m in sorted(metrics)}
+    return metrics
+
+
+def check_claims(
+    claims: ClaimsFile, records: list[RunRecord], pilots: list[RunRecord] | None = None
+) -> ClaimsResult:
+    """Check every claim against ``records`` (the runs of ``claims.experiment``): the latest
+    finished parent run per spec and setting and its method runs count."""
+    parents, children = runs_counted(records)
+    used = sorted(parents + children, key=lambda r: (r.start_time, r.run_id))
+    reports: dict[str, Report] = {
+        m: report_from_records(claims.experiment, used, metric=m)
+        for m in sorted(_metrics_needed(claims))
+    }
     parts = {c.id: [check_part(p, reports, claims.metric) for p in c.parts] for c in claims.claims}
-    client = MlflowClient(uri)
-    ids = reports[claims.metric].parent_run_ids
-    parents = [client.get_run(i) for i in ids]
-    seeds = sorted(
-        {s for cell in reports[claims.metric].cells.values() for s in cell.seeds},
-        key=lambda s: (len(s), s),
-    )
-    return ClaimsResult(claims, parts, uri, parents, seeds)
+    seeds = sorted({r.seed for r in children}, key=lambda s: (len(s), s))
+    pilot_used = []
+    if pilots:
+        pilot_parents, pilot_children = runs_counted(pilots, "all")
+        pilot_used = sorted(pilot_parents + pilot_children, key=lambda r: (r.start_time, r.run_id))
+    return ClaimsResult(claims, parts, used, parents, seeds, pilot_used)
