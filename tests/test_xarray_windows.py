@@ -131,3 +131,22 @@ def test_the_xarray_source_needs_no_preset():
     raw["methods"] = [{"name": "telea", "kind": "telea"}]
     assert parse_spec(raw, "test spec").data.preset == "default"
     assert parse_spec({**raw, "data": {}}, "test spec").data.preset == "quickstart"
+
+
+def test_unquoted_yaml_dates_are_time_range_bounds():
+    import yaml
+
+    from incdyn.platform.spec import parse_spec
+
+    raw = yaml.safe_load(
+        """
+name: own
+data:
+  source: xarray
+  params: {url: x.nc, split: {train: [2002-01-01, 2010-12-31], val: [2011-01-01, 2012-06-30],
+                              test: [2012-07-01, 2013-12-31]}}
+methods: [{name: telea, kind: telea}]
+"""
+    )
+    split = parse_spec(raw, "test spec").data.params["split"]
+    assert split["train"] == ["2002-01-01", "2010-12-31"] and split["test"][1] == "2013-12-31"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import posixpath
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,21 @@ class DataSpec(Strict):
     chunk: int = Field(32, ge=1)  # samples per zarr chunk and per generation task
     observation: ObservationSpec = ObservationSpec()
     test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _dates_as_text(cls, params: Any) -> Any:
+        # YAML reads an unquoted 2002-01-01 as a date: a time-range bound, kept as ISO text
+        def text(v: Any) -> Any:
+            if isinstance(v, (datetime.date, datetime.datetime)):
+                return v.isoformat()
+            if isinstance(v, list):
+                return [text(x) for x in v]
+            if isinstance(v, dict):
+                return {k: text(x) for k, x in v.items()}
+            return v
+
+        return text(params) if isinstance(params, dict) else params
 
     @model_validator(mode="before")
     @classmethod
