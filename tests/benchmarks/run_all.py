@@ -1,11 +1,12 @@
 """incdyn's benchmark suite: every figure of items 1–7 in one command, printed as a
 table with its ratio and target, and written to a JSON file. Not part of the test run.
 
-    python tests/benchmarks/run_all.py --out bench.json            # full: 7 min on 2 idle cores
+    python tests/benchmarks/run_all.py --out bench.json            # full
     python tests/benchmarks/run_all.py --out bench.json --quick    # trimmed sizes and repeats
     python tests/benchmarks/run_all.py --out bench.json --only 2 3 # some items only
 
-Items: 1 Ray Train vs a bare loop; 2 FLOP/s of the training step vs the GEMM peak; 3 K-mask
+Items: 0 time to accuracy of ``incdyn run`` and ``incdyn sweep`` (tests/benchmarks/bench_tta.py)
+with each run's wall time by phase; 1 Ray Train vs a bare loop; 2 FLOP/s of the training step vs the GEMM peak; 3 K-mask
 ensemble in one batch vs a loop; 4 against the paper's release; 5 Ray Serve vs offline and vs
 unbatched (tests/benchmarks/serve_load.py); 6 data path and PDE generation; 7 growth with size.
 Each ratio is taken between figures measured in the same process run (item 4's anchors are the
