@@ -233,6 +233,12 @@ def start_child(
     return run.info.run_id
 
 
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    """``metrics`` at step 0, in one batch (a run's final figures, e.g. its wall-time phases)."""
+    stamp = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
+
 def log_evaluation(
     client: MlflowClient,
     run_id: str,

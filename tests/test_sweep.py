@@ -22,6 +22,7 @@ from incdyn.platform.report.tables import build_report
 from incdyn.platform.spec import SpecError, parse_spec
 from incdyn.platform.sweep.driver import run_sweep
 from incdyn.platform.sweep.resources import TRIAL_CPU, plan_resources
+from incdyn.platform.timings import is_timing
 from incdyn.platform.tracking import (
     ROLE_SWEEP,
     ROLE_TRIAL,
@@ -136,6 +137,10 @@ def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
         assert metrics <= set(t.data.metrics)
         assert t.data.params["method.partition.context_ratio"] == t.data.params["context_ratio"]
         assert t.data.params["ray.cpus_per_worker"] == "0.99"  # 2 trials at a time on 2 CPUs
+        # where the trial's time went: phases that sum to its wall time, the worker's among them
+        timed = {k: v for k, v in t.data.metrics.items() if is_timing(k) and k != "time_total_s"}
+        assert sum(timed.values()) == pytest.approx(t.data.metrics["time_total_s"], rel=1e-6)
+        assert {"time_steps_s", "time_train_overhead_s", "time_evaluation_s"} <= set(timed)
     assert "best configuration" in printed and result.best is not None
 
 

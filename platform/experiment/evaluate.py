@@ -131,6 +131,30 @@ def _impute_split(
     return metrics, examples
 
 
+def impute_validation(
+    denoiser,
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    *,
+    store_url: str,
+    limit: int | None,
+    device: str,
+) -> dict[str, float]:
+    """The first ``limit`` validation samples imputed with ``method``'s single-step ensemble:
+    ``test_*`` metrics as :func:`_impute_split` names them (truth and/or held-out points)."""
+    val, _ = _impute_split(
+        "val",
+        ["single"],
+        denoiser,
+        spec,
+        sampler_plan(spec, method),
+        store_url=store_url,
+        limit=limit,
+        device=device,
+    )
+    return val["single"]
+
+
 def _criterion_key(spec: ExperimentSpec, val: dict[str, dict[str, float]]) -> str:
     """The key of ``val``'s metrics that chooses (``test_*`` names, as the splits' metrics have)."""
     criterion = spec.evaluation.criterion

@@ -34,17 +34,19 @@ from incdyn.platform.registry.publish import model_tags, publish_model
 from incdyn.platform.report.comparison import log_parent_comparison
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
+from incdyn.platform.timings import Timings
 from incdyn.platform.tracking import (
     ROLE_EXPERIMENT,
     ROLE_METHOD,
     TAG_TRAIN_RUN,
     log_evaluation,
+    log_metrics,
     resolve_tracking_uri,
     run_scope,
     start_child,
     start_parent,
 )
-from incdyn.platform.train.driver import run_name, train_method
+from incdyn.platform.train.driver import run_name, train_method, training_phases
 from incdyn.platform.ui.view import mark_experiment
 
 
@@ -76,41 +78,59 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
     return url
 
 
-def _run_method(
-    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool
-) -> Evaluation:
-    if not isinstance(method, DiffusionMethod):
-        return evaluate_classical(
-            method.kind,
-            store_url=url,
-            max_samples=spec.evaluation.max_samples,
-            source=spec.data.source,
-        )
+def _train(
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool,
+    timings: Timings,
+):  # fmt: skip
+    """Ray Train fit of ``method``; its phases (the worker's and Ray's overhead) into ``timings``."""
     client.set_tag(run_id, TAG_TRAIN_RUN, run_name(spec, method))
     tracking_uri = client.tracking_uri
     bar = f"train {method.name} (seed {spec.seed})"
+    started_at, t0 = time.time(), time.perf_counter()
     with training_bar(tracking_uri, run_id if progress else None, spec.training.steps, bar):
         result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
+    seconds = time.perf_counter() - t0
+    for phase, s in training_phases(result, started_at=started_at, seconds=seconds).items():
+        timings.add(phase, s)
     if result.checkpoint is None:
         raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
+    return result
+
+
+def _run_method(
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool,
+    timings: Timings,
+) -> Evaluation:  # fmt: skip
+    if not isinstance(method, DiffusionMethod):
+        with timings.phase("evaluation"):
+            return evaluate_classical(
+                method.kind,
+                store_url=url,
+                max_samples=spec.evaluation.max_samples,
+                source=spec.data.source,
+            )
+    result = _train(spec, method, url, client, run_id, progress, timings)
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
         # impute with the CPUs of one worker: other runs may be training beside this driver
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
     with result.checkpoint.as_directory() as ckpt:
-        ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
-        if ev.verification is not None and ev.verification.calibration is not None:
-            # beside the weights before they are logged and registered: the checkpoint
-            # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
-            save_calibration(ckpt, ev.verification.calibration)
-        client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-        name, version = publish_model(
-            client,
-            run_id,
-            ckpt,
-            experiment=spec.experiment_name,
-            method=method.name,
-            tags=model_tags(spec, method),
-        )
+        with timings.phase("evaluation"):
+            ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
+            if ev.verification is not None and ev.verification.calibration is not None:
+                # beside the weights before they are logged and registered: the checkpoint
+                # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
+                save_calibration(ckpt, ev.verification.calibration)
+        with timings.phase("checkpoint_artifacts"):
+            client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+        with timings.phase("model_registration"):
+            name, version = publish_model(
+                client,
+                run_id,
+                ckpt,
+                experiment=spec.experiment_name,
+                method=method.name,
+                tags=model_tags(spec, method),
+            )
         print(f"{method.name}: registered as MLflow model models:/{name}/{version}")
         return ev
 
@@ -135,28 +155,35 @@ def _record_method(
     parent_id: str,
     progress: bool = True,
 ) -> dict:
-    """One child run: train (diffusion) or run (baseline), impute, score and log."""
-    t0 = time.perf_counter()
+    """One child run: train (diffusion) or run (baseline), impute, score and log.
+
+    The run's wall time is logged last, per phase (``time_<phase>_s``, see
+    :mod:`incdyn.platform.timings`): MLflow run start, the training's phases, checkpoint
+    artifacts, model registration, evaluation, figure, result logging."""
+    timings = Timings()
     name = f"{method.name}/{spec.setting.replace(' ', '/')}/seed{spec.seed}"
-    run_id = start_child(
-        client, experiment_id, parent_id, spec, method, role=ROLE_METHOD, run_name=name
-    )
-    with run_scope(client, run_id):
-        ev = _run_method(spec, method, url, client, run_id, progress)
-        seconds = time.perf_counter() - t0
-        figure = None
-        if spec.evaluation.figure:
-            title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
-            figure = imputation_figure(
-                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
-            )
-        example = (ev.example_truth, ev.example_mask, ev.example_imputed)
-        log_evaluation(
-            client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
+    with timings.phase("mlflow_start"):
+        run_id = start_child(
+            client, experiment_id, parent_id, spec, method, role=ROLE_METHOD, run_name=name
         )
-        if ev.verification is not None:
-            title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
-            log_verification(client, run_id, ev.verification, title=title)
+    with run_scope(client, run_id):
+        ev = _run_method(spec, method, url, client, run_id, progress, timings)
+        seconds = timings.elapsed()
+        figure = None
+        title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
+        if spec.evaluation.figure:
+            with timings.phase("figure"):
+                figure = imputation_figure(
+                    ev.example_truth, ev.example_mask, ev.example_imputed, title=title
+                )
+        example = (ev.example_truth, ev.example_mask, ev.example_imputed)
+        with timings.phase("result_logging"):
+            log_evaluation(
+                client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
+            )
+            if ev.verification is not None:
+                log_verification(client, run_id, ev.verification, title=title)
+        log_metrics(client, run_id, timings.metrics())
     return {
         "method": method.name,
         "kind": method.kind,
@@ -185,10 +212,14 @@ def run_experiment(
     client = MlflowClient(tracking_uri)
     mark_experiment(client, experiment.experiment_id)  # model training; the comparison view
     configure(verbose)
+    t0 = time.perf_counter()
     init_ray(spec.ray.address, verbose=verbose)
+    ray_start = time.perf_counter() - t0
     rows = []
     for variant in variants:
-        rows += _run_variant(variant, client, experiment.experiment_id, progress=progress)
+        rows += _run_variant(
+            variant, client, experiment.experiment_id, progress=progress, ray_start=ray_start
+        )
     mark_experiment(client, experiment.experiment_id)  # columns for every test metric logged
     table = format_table(rows)
     print(f"\nexperiment {spec.name} (MLflow experiment {spec.experiment_name!r})")
@@ -198,32 +229,48 @@ def run_experiment(
 
 
 def _run_variant(
-    spec: ExperimentSpec, client: MlflowClient, experiment_id: str, *, progress: bool
+    spec: ExperimentSpec,
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    progress: bool,
+    ray_start: float = 0.0,
 ) -> list[dict]:
     """One data setting: build/reuse its store (one per seed with ``data.per_seed``), a parent
-    run, a child run per method × seed."""
-    url = None if spec.data.per_seed else ensure_data(spec, progress=progress)
+    run, a child run per method × seed.
+
+    The parent run gets this setting's wall time per phase (data, MLflow, the method runs,
+    results) and ``time_ray_start_s``, the experiment's connection to Ray (outside the total).
+    """
+    timings = Timings()
+    with timings.phase("data"):
+        url = None if spec.data.per_seed else ensure_data(spec, progress=progress)
     rows = []
-    parent_id = start_parent(
-        client,
-        experiment_id,
-        spec,
-        role=ROLE_EXPERIMENT,
-        run_name=f"{spec.name} ({spec.setting})",
-    )
+    with timings.phase("mlflow_start"):
+        parent_id = start_parent(
+            client,
+            experiment_id,
+            spec,
+            role=ROLE_EXPERIMENT,
+            run_name=f"{spec.name} ({spec.setting})",
+        )
     with run_scope(client, parent_id):
         for seed in spec.run_seeds:
             seeded = spec.model_copy(update={"seed": seed})
-            seed_url = url or ensure_data(seeded, progress=progress)  # per_seed: its own data
-            for method in spec.methods:
-                rows.append(
-                    _record_method(
-                        seeded, method, seed_url, client, experiment_id, parent_id, progress
+            with timings.phase("data"):
+                seed_url = url or ensure_data(seeded, progress=progress)  # per_seed: its own
+            with timings.phase("methods"):
+                for method in spec.methods:
+                    rows.append(
+                        _record_method(
+                            seeded, method, seed_url, client, experiment_id, parent_id, progress
+                        )
                     )
-                )
-        client.log_text(parent_id, format_table(rows), "results.md")
-        if spec.evaluation.figure:
-            log_parent_comparison(client, parent_id, title=f"{spec.name} ({spec.setting})")
+        with timings.phase("result_logging"):
+            client.log_text(parent_id, format_table(rows), "results.md")
+            if spec.evaluation.figure:
+                log_parent_comparison(client, parent_id, title=f"{spec.name} ({spec.setting})")
+        log_metrics(client, parent_id, {**timings.metrics(), "time_ray_start_s": ray_start})
     return [{"setting": spec.setting, **r} for r in rows]
 
 

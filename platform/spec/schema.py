@@ -150,6 +150,9 @@ class TrainingSpec(Strict):
     cache_mb: float = Field(256.0, gt=0.0)  # chunk cache of each worker's training split
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of the forward pass and loss
     compile: bool = False  # torch.compile the backbone (first steps pay the compilation)
+    # at each checkpoint, impute val_samples validation samples with the method's single-step
+    # ensemble: ckpt_val_mse (truth) / ckpt_val_heldout_mse curves, time to accuracy
+    val_imputation: bool = False
 
 
 class VerificationSpec(Strict):

@@ -20,14 +20,16 @@ from incdyn.models.backbones.registry import switch_backbone
 from incdyn.platform.experiment.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
+from incdyn.platform.timings import Timings
 from incdyn.platform.tracking import (
     ROLE_TRIAL,
     TAG_TUNE_TRIAL,
     TAG_VARIANT,
     log_evaluation,
+    log_metrics,
     start_child,
 )
-from incdyn.platform.train.driver import train_method
+from incdyn.platform.train.driver import train_method, training_phases
 
 
 def resolved_dict(spec: ExperimentSpec) -> dict:
@@ -127,7 +129,7 @@ def run_trial(
     or be killed outright. The driver ends runs left RUNNING from Tune's verdict
     (:func:`~incdyn.platform.sweep.summary.collect_trials`).
     """
-    t0 = time.perf_counter()
+    timings = Timings()
     trial_id = tune.get_context().get_trial_id()
     spec, m = trial_spec(
         parse_spec(spec_dict),
@@ -138,19 +140,21 @@ def run_trial(
     )
     client = MlflowClient(tracking_uri)
     variant = variant_label(config)
-    run_id = start_child(
-        client,
-        experiment_id,
-        parent_id,
-        spec,
-        m,
-        role=ROLE_TRIAL,
-        run_name=f"{m.name}/{spec.setting}/{variant}/seed{spec.seed}".replace(" ", "/"),
-        tags={TAG_VARIANT: variant, TAG_TUNE_TRIAL: trial_id},
-        params={k: str(v) for k, v in config.items()},  # context_ratio, query_ratio, ...
-    )
+    with timings.phase("mlflow_start"):
+        run_id = start_child(
+            client,
+            experiment_id,
+            parent_id,
+            spec,
+            m,
+            role=ROLE_TRIAL,
+            run_name=f"{m.name}/{spec.setting}/{variant}/seed{spec.seed}".replace(" ", "/"),
+            tags={TAG_VARIANT: variant, TAG_TUNE_TRIAL: trial_id},
+            params={k: str(v) for k, v in config.items()},  # context_ratio, query_ratio, ...
+        )
 
     # 1. Train through Ray Train; TuneReportCallback forwards each report (val_loss) to Tune.
+    started_at, t0 = time.time(), time.perf_counter()
     result = train_method(
         spec,
         m,
@@ -159,25 +163,30 @@ def run_trial(
         run_id=run_id,
         callbacks=[TuneReportCallback()],
     )
+    fit_s = time.perf_counter() - t0
+    for phase, seconds in training_phases(result, started_at=started_at, seconds=fit_s).items():
+        timings.add(phase, seconds)
     if result.checkpoint is None:
         raise RuntimeError(f"trial {config}: training left no checkpoint ({result.error})")
 
     # 2. Impute the test split in a task with the workers' resources, outside the trial's
     #    0.01-CPU placement group (which it would not fit).
-    ev = _evaluate_remote(result.checkpoint, spec, m, store_url, cpus_per_worker)
+    with timings.phase("evaluation"):
+        ev = _evaluate_remote(result.checkpoint, spec, m, store_url, cpus_per_worker)
 
-    # 3. Record checkpoint, test metrics, figure; the run is FINISHED only once evaluated.
-    with result.checkpoint.as_directory() as ckpt:
+    # 3. Record checkpoint, test metrics, figure, wall-time phases; FINISHED once evaluated.
+    with timings.phase("checkpoint_artifacts"), result.checkpoint.as_directory() as ckpt:
         client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
     figure = None
     if spec.evaluation.figure:
         title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
-        figure = imputation_figure(
-            ev.example_truth, ev.example_mask, ev.example_imputed, title=title
-        )
-    log_evaluation(
-        client, run_id, {**ev.metrics, "seconds": time.perf_counter() - t0}, figure=figure
-    )
+        with timings.phase("figure"):
+            figure = imputation_figure(
+                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
+            )
+    with timings.phase("result_logging"):
+        log_evaluation(client, run_id, {**ev.metrics, "seconds": timings.elapsed()}, figure=figure)
+    log_metrics(client, run_id, timings.metrics())
     client.set_terminated(run_id, "FINISHED")
 
     # 4. Last Tune result: Tune repeats it when the function returns, and ASHA wants val_loss in it.

@@ -20,6 +20,7 @@ from incdyn.platform.checkpoint import read_meta
 from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
+from incdyn.platform.timings import PREFIX, SUFFIX, is_timing
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.worker import train_loop_per_worker
 
@@ -119,3 +120,21 @@ def train_method(
         ),
     )
     return trainer.fit()
+
+
+def training_phases(
+    result: ray.train.Result, *, started_at: float, seconds: float
+) -> dict[str, float]:
+    """Seconds per phase of one :func:`train_method` call that took ``seconds`` from
+    ``started_at`` (epoch seconds): the rank-0 worker's own phases from its last report
+    (setup, steps, validation, checkpoint save, ...) when that worker started during this call,
+    and ``train_overhead``, the rest: Ray Train's controller, the worker group's start and
+    stop, the last report and the checkpoint's persistence (all of it for a run that was found
+    finished and not trained again)."""
+    metrics = result.metrics or {}
+    worker: dict[str, float] = {}
+    if float(metrics.get("worker_started_at", 0.0)) >= started_at - 1.0:
+        worker = {
+            k[len(PREFIX) : -len(SUFFIX)]: float(v) for k, v in metrics.items() if is_timing(k)
+        }
+    return {**worker, "train_overhead": max(0.0, seconds - sum(worker.values()))}

@@ -4,6 +4,10 @@
 of the training split (``prepare_data_loader`` adds the distributed sampler), the denoiser is
 wrapped in DDP by ``prepare_model`` when there is more than one worker, and rank 0 writes
 checkpoints (state_dict + resolved spec) and logs the curves to the method's MLflow run.
+
+Every report also carries the worker's wall-time breakdown so far (``time_<phase>_s``: setup,
+steps, validation, checkpoint save, validation imputation, curve logging, Ray Train's report)
+and ``worker_started_at`` (epoch seconds), which the driver logs with its own phases.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from incdyn.models.objective import complete_data_loss, data_matching_loss
 from incdyn.models.partition import Partition, partition_for
 from incdyn.platform.checkpoint import read_meta, save_checkpoint
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
+from incdyn.platform.timings import Timings, is_timing, metric_name
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.loader import build_training_loader
 from incdyn.platform.train.lr_schedule import learning_rate
@@ -65,6 +70,7 @@ class _Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     meta: dict[str, Any]
+    started_at: float = 0.0  # epoch seconds at the worker loop's start (not in checkpoints)
 
 
 def _setup(config: dict[str, Any]) -> _Run:
@@ -144,31 +150,68 @@ def _resume(run: _Run) -> int:
         return int(read_meta(d)["step"])
 
 
-def _report(run: _Run, step: int, metrics: dict[str, float], logger, probe) -> None:
+def _checkpoint_val_metrics(run: _Run) -> dict[str, float]:
+    """``ckpt_val_mse`` / ``ckpt_val_heldout_mse`` of the current weights: the method's
+    single-step ensemble on ``training.val_samples`` validation samples (rank 0 only)."""
+    from incdyn.platform.experiment.evaluate import impute_validation
+
+    was_training = run.denoiser.training
+    run.denoiser.eval()
+    try:
+        metrics = impute_validation(
+            run.denoiser,
+            run.spec,
+            run.method,
+            store_url=run.meta["store"],
+            limit=run.spec.training.val_samples,
+            device=str(run.device),
+        )
+    finally:
+        run.denoiser.train(was_training)
+    names = ("test_mse", "test_heldout_mse")
+    return {"ckpt_val" + n[4:]: metrics[n] for n in names if n in metrics}
+
+
+def _report(
+    run: _Run, step: int, metrics: dict[str, float], logger, probe, timings: Timings
+) -> None:
     """Validation loss (rank 0), checkpoint when due, MLflow curves, and Ray Train's report."""
     training = run.spec.training
-    if run.rank == 0:
-        metrics["val_loss"] = validation_loss(
-            run.denoiser, run.val_loader, run.partition, run.spec.seed, run.device
-        )
     save = step == training.steps or step % training.checkpoint_every == 0
+    if run.rank == 0:
+        with timings.phase("validation"):
+            metrics["val_loss"] = validation_loss(
+                run.denoiser, run.val_loader, run.partition, run.spec.seed, run.device
+            )
+        if save and training.val_imputation:
+            with timings.phase("val_imputation"):
+                metrics.update(_checkpoint_val_metrics(run))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if run.rank == 0 and save:
-            meta = {**run.meta, "step": step}
-            save_checkpoint(tmp, model=run.denoiser, optimizer=run.optimizer, meta=meta)
-            ckpt = ray.train.Checkpoint.from_directory(tmp)
+            with timings.phase("checkpoint_save"):
+                meta = {**run.meta, "step": step}
+                save_checkpoint(tmp, model=run.denoiser, optimizer=run.optimizer, meta=meta)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
         if logger:
-            logger.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+            with timings.phase("curve_logging"):
+                curves = {k: v for k, v in metrics.items() if k != "step" and not is_timing(k)}
+                logger.metrics(curves, step)
         if probe:
             probe.report(step, metrics["train_loss"], run.denoiser)
-        ray.train.report(metrics, checkpoint=ckpt)
+        metrics.update({metric_name(k): v for k, v in timings.seconds.items()})
+        metrics["worker_started_at"] = run.started_at
+        with timings.phase("report"):
+            ray.train.report(metrics, checkpoint=ckpt)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    run = _setup(config)
+    timings, started_at = Timings(), time.time()
+    with timings.phase("worker_setup"):
+        run = _setup(config)
+        step = _resume(run)
+    run.started_at = started_at
     training, seed = run.spec.training, run.spec.seed
-    step = _resume(run)
     resumed = step > 0
     logger = (
         RunLogger(config["tracking_uri"], config["run_id"])
@@ -190,6 +233,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     g = torch.Generator(device=device).manual_seed(seed * 100_003 + run.rank * 1_009 + step)
     running, count, t0, epoch = 0.0, 0, time.perf_counter(), step // max(1, len(loader))
     model.train()
+    mark = time.perf_counter()
     while step < training.steps:
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
@@ -224,7 +268,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 "epoch": epoch,
             }
             running, count, t0 = 0.0, 0, time.perf_counter()
-            _report(run, step, metrics, logger, probe)
+            timings.add("steps", t0 - mark)
+            _report(run, step, metrics, logger, probe, timings)
+            mark = time.perf_counter()
         epoch += 1
     if run.world > 1:
         torch.distributed.barrier()

@@ -1,11 +1,12 @@
 """incdyn's benchmark suite: every figure of items 1–7 in one command, printed as a
 table with its ratio and target, and written to a JSON file. Not part of the test run.
 
-    python tests/benchmarks/run_all.py --out bench.json            # full: 7 min on 2 idle cores
+    python tests/benchmarks/run_all.py --out bench.json            # full
     python tests/benchmarks/run_all.py --out bench.json --quick    # trimmed sizes and repeats
     python tests/benchmarks/run_all.py --out bench.json --only 2 3 # some items only
 
-Items: 1 Ray Train vs a bare loop; 2 FLOP/s of the training step vs the GEMM peak; 3 K-mask
+Items: 0 time to accuracy of ``incdyn run`` and ``incdyn sweep`` (tests/benchmarks/bench_tta.py)
+with each run's wall time by phase; 1 Ray Train vs a bare loop; 2 FLOP/s of the training step vs the GEMM peak; 3 K-mask
 ensemble in one batch vs a loop; 4 against the paper's release; 5 Ray Serve vs offline and vs
 unbatched (tests/benchmarks/serve_load.py); 6 data path and PDE generation; 7 growth with size.
 Each ratio is taken between figures measured in the same process run (item 4's anchors are the
@@ -40,8 +41,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 NICENESS = "RAY_worker_niceness"
 os.environ.setdefault(NICENESS, "0")
 warnings.filterwarnings("ignore", module="zarr")
-SERVE_OFFLINE_TARGET = 0.8  # serving throughput / offline batched throughput
-SERVE_BATCHING_TARGET = 3.0  # batched / unbatched serving throughput
+SERVE_OFFLINE_TARGET = 0.9  # serving / offline batched throughput, release shape, c = 16
+SERVE_TAIL_TARGET = 1.5  # p99 / p50 latency of batched serving, release shape, c = 16
+# batched / unbatched serving throughput: a GPU target only (on a CPU a batch of 8 rows already
+# fills the cores, so batching requests saves only per-call work; printed without a verdict)
+SERVE_BATCHING_TARGET = 3.0
 
 
 # serve_load.py settings: the release's request shape with the default backbone's width (the
@@ -74,18 +78,29 @@ def serving(workdir: Path, *, quick: bool) -> tuple[list[dict], dict[str, Any]]:
         s, offline = res["serving"], res["offline"]["throughput_rps"]
         rows.append(row("5", f"{label}: offline batched imputation, 16 requests per call",
                         offline, "req/s"))  # fmt: skip
+        release = label.startswith("release")
         for c in (16, 32):
             b, u = s[f"batched/c{c}"], s[f"unbatched/c{c}"]
             vs_off = b["throughput_rps"] / offline
             vs_unb = b["throughput_rps"] / u["throughput_rps"]
-            res[f"ratios_c{c}"] = {"serving_over_offline": vs_off, "batched_over_unbatched": vs_unb}
+            tail = b["p99_ms"] / b["p50_ms"]
+            res[f"ratios_c{c}"] = {
+                "serving_over_offline": vs_off,
+                "batched_over_unbatched": vs_unb,
+                "p99_over_p50": tail,
+            }
+            targeted = release and c == 16  # the targets: the release shape at c = 16
             rows += [
                 row("5", f"  c={c}: served {b['throughput_rps']} req/s (p50 {b['p50_ms']} ms, p99 "
                     f"{b['p99_ms']} ms) / offline", vs_off, "ratio",
-                    target=f">= {SERVE_OFFLINE_TARGET}", met=vs_off >= SERVE_OFFLINE_TARGET),
+                    target=f">= {SERVE_OFFLINE_TARGET}" if targeted else "",
+                    met=vs_off >= SERVE_OFFLINE_TARGET if targeted else None),
+                row("5", f"  c={c}: batched p99 / p50 latency", tail, "x",
+                    target=f"<= {SERVE_TAIL_TARGET}" if targeted else "",
+                    met=tail <= SERVE_TAIL_TARGET if targeted else None),
                 row("5", f"  c={c}: batched / unbatched ({u['throughput_rps']} req/s, p50 "
                     f"{u['p50_ms']} ms, p99 {u['p99_ms']} ms)", vs_unb, "x",
-                    target=f">= {SERVE_BATCHING_TARGET}", met=vs_unb >= SERVE_BATCHING_TARGET),
+                    target=f"GPU >= {SERVE_BATCHING_TARGET}"),
             ]  # fmt: skip
     return rows, out
 
@@ -137,9 +152,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="write every figure here (JSON)")
     ap.add_argument("--quick", action="store_true", help="fewer shapes, steps and repeats")
-    ap.add_argument("--only", nargs="+", choices=list("1234567"), help="run these items only")
+    ap.add_argument("--only", nargs="+", choices=list("01234567"), help="run these items only")
     args = ap.parse_args()
-    items = set(args.only or "1234567")
+    items = set(args.only or "01234567")
     torch.set_num_threads(2)
     start = time.perf_counter()
     report: dict[str, Any] = {
@@ -167,6 +182,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="incdyn-bench-") as tmp:
         workdir = Path(tmp)
+        if "0" in items:
+            from bench_tta import run_and_sweep
+
+            (workdir / "tta").mkdir()
+            section("0 time to accuracy", run_and_sweep, workdir / "tta", quick=args.quick)
         if "2" in items:
             from bench_compute import compute_efficiency
 
