@@ -109,12 +109,12 @@ class Imputer:
         self.std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
         self.default_k = min(self.method.ensemble, config.max_k)
         # q per channel of the served interval, by (level, k): built once, not per request
-        self.inflation = functools.lru_cache(maxsize=4096)(
+        self._inflation = functools.lru_cache(maxsize=4096)(
             functools.partial(served_inflation, self.calibration, channels=len(self.shape.channels))
         )
         if self.calibration is None:  # the Gaussian factors of the default level, at start-up
             for k in range(1, config.max_k + 1):
-                self.inflation(0.9, k)
+                self._inflation(0.9, k)
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impute")
         self._batched.set_max_batch_size(config.max_batch_size)
@@ -208,7 +208,7 @@ class Imputer:
             raise out
         imputed, spread = self._to_physical(values, mask, *out)
         # -- interval bounds at the requested level (platform/calibration.py) -----------------
-        q = self.inflation(opts.level, opts.k)
+        q = self._inflation(opts.level, opts.k)
         lower, upper = interval(imputed, spread, q, channel_axis=1)
         return {
             "imputed": imputed,
