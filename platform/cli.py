@@ -14,6 +14,7 @@ The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from types import ModuleType
 
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow draws a bar per artifact download (reports and serving read many small ones);
+    # incdyn's console shows its own progress. MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true keeps them.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     return SUBCOMMANDS[args.command].run(args)
 

@@ -139,6 +139,18 @@ def test_serve_handle_gives_the_http_answer(served):
     np.testing.assert_allclose(answer["spread"], spread, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_binary_and_json_wires_give_the_same_answer(served, with_mask):
+    url, _ = served
+    field = np.where(_M[:, None], _V, np.nan).astype(np.float32)
+    sent = (_V, _M) if with_mask else (field, None)
+    imp_b, spr_b = impute(url, *sent, k=4, seed=11)  # the default wire: .npy/.npz
+    imp_j, spr_j = impute(url, *sent, k=4, seed=11, binary=False)
+    assert imp_b.dtype == imp_j.dtype == np.float32 and imp_b.shape == _V.shape
+    np.testing.assert_array_equal(imp_b, imp_j)
+    np.testing.assert_array_equal(spr_b, spr_j)
+
+
 def test_concurrent_requests_match_offline_imputation(served):
     url, ckpt = served
     rng = np.random.default_rng(0)
@@ -147,13 +159,14 @@ def test_concurrent_requests_match_offline_imputation(served):
         values, mask = make_request(rng)
         field = np.where(mask[:, None], values, np.nan).astype(np.float32)
         jobs.append({"i": i, "values": values, "mask": mask, "field": field,
-                     "k": (1, 3, 5, 8)[i % 4], "seed": 1000 + i, "binary": i % 3 == 0})  # fmt: skip
+                     "k": (1, 3, 5, 8)[i % 4], "seed": 1000 + i, "json": i % 3 == 0})  # fmt: skip
 
     def send(job):
         with_mask = job["i"] % 2 == 0
         data = job["values"] if with_mask else job["field"]
+        wire = {"binary": False} if job["json"] else {}  # the default: .npy/.npz both ways
         return impute(url, data, job["mask"] if with_mask else None, k=job["k"],
-                      seed=job["seed"], binary=job["binary"])  # fmt: skip
+                      seed=job["seed"], **wire)  # fmt: skip
 
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(send, jobs))

@@ -3,7 +3,10 @@
 Each replica (a Ray actor) loads one trained checkpoint. Serve's ``@serve.batch`` gathers
 concurrent requests from all clients; every request draws its own K context masks and noise
 from its own seeded generator, and the K rows of every request in the batch go through the
-network together. A request with a ``seed`` gets the same answer batched or alone.
+network together. A request with a ``seed`` gets the same answer batched or alone. Outside the
+batched call a request is only decoded, checked, normalised (numpy) and encoded: its tensors are
+made, moved to the device and brought back inside the batch, and the sampler plan and the
+interval factors are built once per replica, not per request.
 
     POST /impute   JSON {"field": [...]} (null = missing) or {"values": [...], "mask": [...]},
                    options "k", "sampler", "seed", "level"; or a .npy/.npz body, options in the
@@ -20,11 +23,12 @@ Start it with ``incdyn serve MODEL`` (platform/serve/cli.py) or ``serve.run(buil
 # a query parameter).
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,25 @@ from incdyn.platform.serve.model_source import resolve_checkpoint
 logger = logging.getLogger("ray.serve")
 
 
+@dataclass(frozen=True)
+class Job:
+    """One request waiting for the batch, in model units but still numpy (no torch outside it).
+
+    Attributes:
+        sampler: the sampler's name.
+        x: normalised field ``(C, T, H, W)`` float32, 0 at unobserved points, contiguous.
+        mask: observation mask, bool ``(T, H, W)``.
+        k: ensemble size K.
+        seed: seed of the request's own generator.
+    """
+
+    sampler: str
+    x: np.ndarray
+    mask: np.ndarray
+    k: int
+    seed: int
+
+
 api = FastAPI(title="incdyn imputer", docs_url=None, redoc_url=None)
 
 
@@ -72,7 +95,9 @@ class Imputer:
         self.denoiser, self.meta = load_denoiser(checkpoint, config.device)
         self.calibration = load_calibration(checkpoint)  # None: Gaussian intervals, uncalibrated
         self.spec, self.method = checkpoint_spec(self.meta)
-        self.plan = sampler_plan(self.spec, self.method)
+        self.plan = dataclasses.replace(
+            sampler_plan(self.spec, self.method), max_batch=config.max_network_batch
+        )
         grid = config.grid or self.meta.get("grid")
         self.shape = SampleShape(
             frames=int(self.meta["frames"]),
@@ -83,6 +108,13 @@ class Imputer:
         self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
         self.default_k = min(self.method.ensemble, config.max_k)
+        # q per channel of the served interval, by (level, k): built once, not per request
+        self._inflation = functools.lru_cache(maxsize=4096)(
+            functools.partial(served_inflation, self.calibration, channels=len(self.shape.channels))
+        )
+        if self.calibration is None:  # the Gaussian factors of the default level, at start-up
+            for k in range(1, config.max_k + 1):
+                self._inflation(0.9, k)
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="impute")
         self._batched.set_max_batch_size(config.max_batch_size)
@@ -171,13 +203,12 @@ class Imputer:
         )
         values, mask = to_sample(arrays, self.shape)
         seed = opts.seed if opts.seed is not None else secrets.randbits(63)
-        item = self._prepare(values, mask, opts.k, seed)
-        ok, out = await self._batched((opts.sampler, item))
+        ok, out = await self._batched(self._prepare(opts.sampler, values, mask, opts.k, seed))
         if not ok:
             raise out
         imputed, spread = self._to_physical(values, mask, *out)
         # -- interval bounds at the requested level (platform/calibration.py) -----------------
-        q = served_inflation(self.calibration, opts.level, opts.k, len(self.shape.channels))
+        q = self._inflation(opts.level, opts.k)
         lower, upper = interval(imputed, spread, q, channel_axis=1)
         return {
             "imputed": imputed,
@@ -191,49 +222,55 @@ class Imputer:
             "sampler": opts.sampler,
         }
 
-    def _prepare(self, values: np.ndarray, mask: np.ndarray, k: int, seed: int) -> SeededRequest:
+    def _prepare(
+        self, sampler: str, values: np.ndarray, mask: np.ndarray, k: int, seed: int
+    ) -> Job:
+        """The request normalised (numpy; the overflow check is the request's own 422)."""
         x = (values.astype(np.float32) - self.mean) / self.std  # (T, C, H, W)
         observed = mask[:, None]
         if not np.isfinite(x[np.broadcast_to(observed, x.shape)]).all():
             raise RequestError("observed values overflow float32 after normalisation")
         x = np.where(observed, x, np.float32(0.0)).transpose(1, 0, 2, 3)
-        device = self.config.device
-        return SeededRequest(
-            x=torch.from_numpy(np.ascontiguousarray(x)).to(device),
-            mask=torch.from_numpy(mask).to(device),
-            k=k,
-            seed=seed,
-        )
+        return Job(sampler, np.ascontiguousarray(x), mask, k, seed)
 
     def _to_physical(
-        self, values: np.ndarray, mask: np.ndarray, imputed: torch.Tensor, spread: torch.Tensor
+        self, values: np.ndarray, mask: np.ndarray, imputed: np.ndarray, spread: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Model units ``(C, T, H, W)`` → physical ``(T, C, H, W)``; observed points are the
         request's own values, bit for bit (dtype float32 or wider, as sent)."""
         dtype = np.promote_types(values.dtype, np.float32)
-        phys = imputed.cpu().numpy().transpose(1, 0, 2, 3) * self.std + self.mean
+        phys = imputed.transpose(1, 0, 2, 3) * self.std + self.mean
         observed = np.broadcast_to(mask[:, None], values.shape)
         out = np.where(observed, values.astype(dtype), phys.astype(dtype))
-        spread_phys = np.where(
-            observed, np.float32(0.0), spread.cpu().numpy().transpose(1, 0, 2, 3) * self.std
-        )
+        spread_phys = np.where(observed, np.float32(0.0), spread.transpose(1, 0, 2, 3) * self.std)
         return out, spread_phys.astype(np.float32)
 
+    def _seeded(self, job: Job) -> SeededRequest:
+        device = self.config.device
+        return SeededRequest(
+            x=torch.from_numpy(job.x).to(device),
+            mask=torch.from_numpy(job.mask).to(device),
+            k=job.k,
+            seed=job.seed,
+        )
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)  # reset from ServeConfig
-    async def _batched(self, jobs: list[tuple[str, SeededRequest]]) -> list[tuple[bool, Any]]:
+    async def _batched(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._run_jobs, jobs)
 
-    def _run_jobs(self, jobs: list[tuple[str, SeededRequest]]) -> list[tuple[bool, Any]]:
-        """One sampler call per sampler named in the batch; a failure fails only its group."""
+    def _run_jobs(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        """One sampler call per sampler named in the batch; a failure fails only its group. The
+        tensors of the batch are made and moved here, and every answer comes back as numpy
+        ``(imputed, spread)`` ``(C, T, H, W)``."""
         results: list[tuple[bool, Any]] = [(False, None)] * len(jobs)
-        for name in dict.fromkeys(name for name, _ in jobs):
-            idx = [i for i, (n, _) in enumerate(jobs) if n == name]
+        for name in dict.fromkeys(job.sampler for job in jobs):
+            idx = [i for i, job in enumerate(jobs) if job.sampler == name]
             try:
-                plan = dataclasses.replace(self.plan, max_batch=self.config.max_network_batch)
-                outs = impute_requests(name, self.denoiser, plan, [jobs[i][1] for i in idx])
-                for i, o in zip(idx, outs, strict=True):
-                    results[i] = (True, o)
+                items = [self._seeded(jobs[i]) for i in idx]
+                outs = impute_requests(name, self.denoiser, self.plan, items)
+                for i, (imputed, spread) in zip(idx, outs, strict=True):
+                    results[i] = (True, (imputed.cpu().numpy(), spread.cpu().numpy()))
             except Exception as exc:
                 logger.exception("sampler %r failed on a batch of %d", name, len(idx))
                 for i in idx:

@@ -4,8 +4,10 @@
     imputed, spread = impute("http://127.0.0.1:8000", field)            # NaN = missing
     imputed, spread = impute(url, values, mask, k=16, seed=0)            # mask (T, H, W)
 
-Small arrays go as JSON, large ones as an ``.npz`` body (``binary=`` forces either way).
-Inside the cluster, ``impute_remote(serve.get_app_handle("incdyn"), field)`` skips HTTP.
+Requests go as a binary body by default (``.npy`` for a field, ``.npz`` for values and mask, the
+options in the query string) and the answer comes back as ``.npz``; ``binary=False`` sends and
+reads JSON instead (the same answer). Inside the cluster,
+``impute_remote(serve.get_app_handle("incdyn"), field)`` skips HTTP.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import requests
 
-BINARY_ABOVE_BYTES = 64 * 1024  # arrays larger than this go as .npz
+OCTET_STREAM = {"Content-Type": "application/octet-stream"}
 
 
 class ServeError(RuntimeError):
@@ -38,6 +40,28 @@ def _nested(arr: np.ndarray) -> list:
     return arr.tolist()
 
 
+def binary_body(values: np.ndarray, mask: np.ndarray | None) -> bytes:
+    """The request's arrays as the service reads them: the field as ``.npy``, or ``values`` and
+    ``mask`` as an uncompressed ``.npz``."""
+    buf = io.BytesIO()
+    if mask is None:
+        np.save(buf, values, allow_pickle=False)
+    else:
+        np.savez(buf, values=values, mask=np.asarray(mask))
+    return buf.getvalue()
+
+
+def json_body(values: np.ndarray, mask: np.ndarray | None, options: dict[str, Any]) -> dict:
+    """The request as a JSON object: options, and the arrays as nested lists (NaN as null)."""
+    body: dict[str, Any] = dict(options)
+    if mask is None:
+        body["field"] = _nested(values)
+    else:
+        body["values"] = _nested(values)
+        body["mask"] = np.asarray(mask, dtype=bool).tolist()
+    return body
+
+
 def _raise_for(resp: requests.Response) -> None:
     if resp.status_code < 400:
         return
@@ -56,7 +80,7 @@ def impute(
     k: int | None = None,
     sampler: str = "single",
     seed: int | None = None,
-    binary: bool | None = None,
+    binary: bool = True,
     session: requests.Session | None = None,
     timeout: float = 300.0,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,39 +93,29 @@ def impute(
         k: ensemble size (server default: the method's).
         sampler: ``"single"`` (the server lists the others it knows in ``health(url)``).
         seed: makes the answer reproducible; the server draws one when None.
-        binary: send ``.npz`` (True) or JSON (False); None: ``.npz`` above 64 KiB.
+        binary: send ``.npy``/``.npz`` and read an ``.npz`` answer (default: no text encoding
+            of the arrays either way), or send and read JSON (False).
         session: a ``requests.Session`` to reuse connections.
     Raises:
         ServeError: the server's 4xx/5xx answer, with its error message.
     """
     values = np.asarray(field_or_values)
-    if binary is None:
-        binary = values.nbytes > BINARY_ABOVE_BYTES
     options = {"k": k, "sampler": sampler, "seed": seed}
     options = {key: v for key, v in options.items() if v is not None}
     post = (session or requests).post
     endpoint = url.rstrip("/") + "/impute"
     if binary:
-        arrays = {"field": values} if mask is None else {"values": values, "mask": np.asarray(mask)}
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
         resp = post(
             endpoint,
-            data=buf.getvalue(),
+            data=binary_body(values, mask),
             params=options,
-            headers={"Content-Type": "application/octet-stream"},
+            headers=OCTET_STREAM,
             timeout=timeout,
         )
         _raise_for(resp)
         with np.load(io.BytesIO(resp.content), allow_pickle=False) as npz:
             return npz["imputed"], npz["spread"]
-    body: dict[str, Any] = dict(options)
-    if mask is None:
-        body["field"] = _nested(values)
-    else:
-        body["values"] = _nested(values)
-        body["mask"] = np.asarray(mask, dtype=bool).tolist()
-    resp = post(endpoint, json=body, timeout=timeout)
+    resp = post(endpoint, json=json_body(values, mask, options), timeout=timeout)
     _raise_for(resp)
     answer = resp.json()
     dtype = np.promote_types(values.dtype, np.float32)

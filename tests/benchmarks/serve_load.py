@@ -4,6 +4,8 @@ Serves a model (``--checkpoint``, or a small random-weight UNet built here) on 1
 measures throughput and p50/p99 latency at several client concurrencies, batched
 (``--max-batch-size``) and unbatched (max batch size 1), against offline batched imputation of
 the same requests in one process (``ensemble_impute``, ``--max-batch-size`` requests per call).
+Requests go on the client's default wire (``.npz`` body, ``.npz`` answer); ``--wire json`` measures
+the JSON path instead.
 
     python tests/benchmarks/serve_load.py --out serve_bench.json
     python tests/benchmarks/serve_load.py --requests 400 --concurrency 1 16 32 --k 16 --grid 32 --out b.json
@@ -78,9 +80,10 @@ def _summary(latencies: list[float], wall: float) -> dict:
     }
 
 
-def load(url: str, reqs: list[dict], *, concurrency: int, k: int, binary: bool, deadline: float):
+def load(url: str, reqs: list[dict], *, concurrency: int, k: int, wire: dict, deadline: float):
     """Send ``reqs`` from ``concurrency`` threads (one keep-alive session each) until done or
-    ``deadline``; returns the summary of the completed requests."""
+    ``deadline``; returns the summary of the completed requests. ``wire``: extra arguments of
+    ``impute`` (``{}``: the client's default wire)."""
     local = threading.local()
     latencies: list[float] = []
 
@@ -90,8 +93,7 @@ def load(url: str, reqs: list[dict], *, concurrency: int, k: int, binary: bool, 
         if not hasattr(local, "session"):
             local.session = requests.Session()
         t0 = time.perf_counter()
-        impute(url, r["values"], r["mask"], k=k, seed=r["seed"], binary=binary,
-               session=local.session)  # fmt: skip
+        impute(url, r["values"], r["mask"], k=k, seed=r["seed"], session=local.session, **wire)
         latencies.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -141,7 +143,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16, help="UNet width of the built model")
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--batch-wait-s", type=float, default=0.01)
-    ap.add_argument("--format", choices=["npz", "json"], default="npz")
+    ap.add_argument("--wire", choices=["default", "json"], default="default",
+                    help="the client's default (.npz both ways) or JSON (binary=False)")  # fmt: skip
     ap.add_argument("--max-seconds", type=float, default=60.0, help="cap per measurement")
     args = ap.parse_args()
 
@@ -175,11 +178,11 @@ def main() -> None:
                 route_prefix="/",
                 logging_config={"enable_access_log": False},
             )
-            binary = args.format == "npz"
-            load(url, reqs[:8], concurrency=4, k=args.k, binary=binary, deadline=1e18)  # warm up
+            wire = {} if args.wire == "default" else {"binary": False}
+            load(url, reqs[:8], concurrency=4, k=args.k, wire=wire, deadline=1e18)  # warm up
             for c in args.concurrency:
                 deadline = time.perf_counter() + args.max_seconds
-                row = load(url, reqs, concurrency=c, k=args.k, binary=binary, deadline=deadline)
+                row = load(url, reqs, concurrency=c, k=args.k, wire=wire, deadline=deadline)
                 results["serving"][f"{label}/c{c}"] = row
                 print(f"{label:>9} c={c:<3} {row}", flush=True)
             serve.delete("bench")
