@@ -122,8 +122,16 @@ def ray_local():
     """A real local Ray instance with 2 CPUs for the whole session."""
     import ray
 
+    from incdyn.platform.ray_session import PINNED_RUNTIME_ENV
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="ERROR",
+            runtime_env=PINNED_RUNTIME_ENV,
+        )
     yield ray
     ray.shutdown()
 

@@ -4,6 +4,11 @@ The run's name is derived from the resolved spec (no timestamps): rerunning the 
 resumes from its latest checkpoint in ``RunConfig.storage_path``. A run whose latest checkpoint
 already holds every step is read back with ``Result.from_path`` without starting a worker group
 (e.g. MissDiff's twin ``r1.0`` in ``experiments/repro_cpu``, which shares MissDiff's training).
+
+Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s by
+default), and it notices the end of training only at a poll: incdyn sets
+:data:`HEALTH_CHECK_INTERVAL_S` unless the variable is already set (a poll is one small remote
+call, which is cheap beside the seconds it saves at the end of every ``fit()``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,15 @@ from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.timings import PREFIX, SUFFIX, is_timing
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.worker import train_loop_per_worker
+
+HEALTH_CHECK_INTERVAL_S = "0.2"
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # read by Ray Train's controller
+
+
+def apply_fit_env() -> None:
+    """Ray Train's settings for the ``fit()`` calls of this process (kept where already set);
+    Ray Train passes them on to its controller and workers."""
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
 
 
 def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
@@ -103,6 +117,7 @@ def train_method(
         "threads": max(1, int(cpus)),
         "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
     }
+    apply_fit_env()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from bench_lib import HERE, row
 
+from incdyn.platform.ray_session import PINNED_RUNTIME_ENV
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
 # Ray starts its workers at niceness 15 (raylet option worker_niceness): on a machine shared with
@@ -119,6 +121,7 @@ def with_ray(workdir: Path, items: set[str], *, quick: bool) -> tuple[list[dict]
         include_dashboard=False,
         logging_level="ERROR",
         log_to_driver=False,
+        runtime_env=PINNED_RUNTIME_ENV,
     )
     out["ray_init_s"] = time.perf_counter() - t0
     try:
