@@ -177,7 +177,7 @@ class EvaluationSpec(Strict):
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     # most grid points (rows × H × W) in one forward pass (at least one row): large grids run
     # in smaller forwards, whose activations stay in cache
-    max_network_points: int = Field(65536, ge=1)
+    max_network_points: int = Field(98304, ge=1)
     figure: bool = True  # log truth / observed / imputed / error figures
     verification: VerificationSpec = VerificationSpec()  # calibration and error against K
     # observed val/test points withheld from the model and scored (*_heldout_mse): every choice
