@@ -21,4 +21,5 @@ def sampler_plan(spec: ExperimentSpec, method: DiffusionMethod) -> SamplerPlan:
         steps=method.sampler.steps,
         weight=method.sampler.weight,
         max_batch=spec.evaluation.max_network_batch,
+        max_points=spec.evaluation.max_network_points,
     )

@@ -22,25 +22,44 @@ def noised(
     return schedule.alpha(tt)[0] * x + schedule.sigma(tt)[0] * eps, tt
 
 
+# Most grid points (rows × H × W) in one network forward when the caller sets no other bound:
+# the activations of a forward grow with it, and past about this size the network's per-point
+# cost rises on a CPU (measured by the benchmark suite's chunk scan, item 7).
+MAX_NETWORK_POINTS = 98304
+
+
+def chunk_rows(rows: int, points_per_row: int, max_batch: int, max_points: int) -> int:
+    """Rows per network forward: at most ``max_batch`` rows and ``max_points`` grid points (at
+    least one row), spread evenly over the fewest forwards those bounds allow."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch={max_batch} must be >= 1")
+    if max_points < 1:
+        raise ValueError(f"max_points={max_points} must be >= 1")
+    cap = max(1, min(max_batch, max_points // max(points_per_row, 1)))
+    forwards = -(-rows // cap) if rows else 1
+    return max(1, -(-rows // forwards))
+
+
 def denoise_chunked(
     denoiser: Denoiser,
     x_t: torch.Tensor,
     ctx: torch.Tensor,
     t: torch.Tensor | float,
     max_batch: int,
+    max_points: int = MAX_NETWORK_POINTS,
 ) -> torch.Tensor:
-    """``D_θ(t, ctx ⊙ x_t, ctx)`` for ``N`` rows, in network batches of at most ``max_batch``.
+    """``D_θ(t, ctx ⊙ x_t, ctx)`` for ``N`` rows, in network forwards of at most ``max_batch``
+    rows and ``max_points`` grid points (rows × H × W; at least one row per forward).
 
     ``x_t``: ``(N, C, T, H, W)``; ``ctx``: bool ``(N, T, H, W)``; ``t``: ``(N,)`` or one time.
     """
-    if max_batch < 1:
-        raise ValueError(f"max_batch={max_batch} must be >= 1")
+    size = chunk_rows(x_t.shape[0], x_t.shape[-2] * x_t.shape[-1], max_batch, max_points)
     if not torch.is_tensor(t):
         t = torch.full((x_t.shape[0],), float(t), device=x_t.device, dtype=x_t.dtype)
     return torch.cat(
         [
-            denoiser(x_t[i : i + max_batch], ctx[i : i + max_batch], t[i : i + max_batch])
-            for i in range(0, x_t.shape[0], max_batch)
+            denoiser(x_t[i : i + size], ctx[i : i + size], t[i : i + size])
+            for i in range(0, x_t.shape[0], size)
         ]
     )
 

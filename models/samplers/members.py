@@ -39,6 +39,7 @@ def sampler_members(
             k=members,
             generator=generator,
             max_batch=plan.max_batch,
+            max_points=plan.max_points,
         )
     if kind in ("multi", "direct"):  # independent runs of the sampler, as the registry runs it
         runs = [

@@ -23,7 +23,12 @@ import torch
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.partition import Partition
-from incdyn.models.samplers.forward import denoise_chunked, ensemble_stats, merge_observed
+from incdyn.models.samplers.forward import (
+    MAX_NETWORK_POINTS,
+    denoise_chunked,
+    ensemble_stats,
+    merge_observed,
+)
 from incdyn.models.samplers.single import ensemble_impute
 
 Weight = Literal["zero", "t", "t2"]
@@ -74,6 +79,7 @@ def multistep_impute(
     mu0: torch.Tensor | None = None,
     step_partition: Partition | None = None,
     max_batch: int = 256,
+    max_points: int = MAX_NETWORK_POINTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Impute ``(B, C, T, H, W)`` fields by ``steps`` reverse steps; returns ``(imputed, spread)``.
 
@@ -94,6 +100,7 @@ def multistep_impute(
             (cross-distribution, App. G.3: the test context ratio is rescaled, but ``M′`` must
             keep the training-time marginal ``family`` + training partition).
         max_batch: largest network batch.
+        max_points: most grid points (rows × H × W) in one network batch.
     Returns:
         imputed: observed points equal ``x_obs``; elsewhere the final estimate.
         spread: standard deviation of the final ensemble's members (0 at observed points).
@@ -107,7 +114,14 @@ def multistep_impute(
     known = torch.where(observed, x_obs, torch.zeros_like(x_obs))
     if mu0 is None:
         mu0, _ = ensemble_impute(
-            denoiser, known, mask, partition, k=k, generator=generator, max_batch=max_batch
+            denoiser,
+            known,
+            mask,
+            partition,
+            k=k,
+            generator=generator,
+            max_batch=max_batch,
+            max_points=max_points,
         )
 
     def coeffs(t: float) -> tuple[float, float]:
@@ -120,7 +134,7 @@ def multistep_impute(
     x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
     for t, t_next in itertools.pairwise(times):
         ctx = whole_grid_contexts(family, step_partition, b, (frames, h, w), generator, device)
-        d = denoise_chunked(denoiser, x, ctx, t, max_batch)
+        d = denoise_chunked(denoiser, x, ctx, t, max_batch, max_points)
         x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D
         x0 = torch.where(observed, x_obs, x0)
         a, s = coeffs(t)
@@ -132,7 +146,9 @@ def multistep_impute(
     # Final ensemble step at t_min over K whole-grid context masks.
     t_end = times[-1]
     ctx = whole_grid_contexts(family, step_partition, b * k, (frames, h, w), generator, device)
-    preds = denoise_chunked(denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch)
+    preds = denoise_chunked(
+        denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch, max_points
+    )
     mean, std = ensemble_stats(preds.view(b, k, *x_obs.shape[1:]))
     w_end = w_of(t_end)
     return merge_observed(x_obs, mask, torch.lerp(mean, mu0, w_end), (1.0 - w_end) * std)

@@ -12,6 +12,7 @@ from incdyn.datasets.masks import MaskFamily
 from incdyn.models.denoiser import Denoiser
 from incdyn.models.partition import Partition
 from incdyn.models.samplers.direct import direct_impute
+from incdyn.models.samplers.forward import MAX_NETWORK_POINTS
 from incdyn.models.samplers.multistep import multistep_impute
 from incdyn.models.samplers.single import ensemble_impute
 
@@ -29,6 +30,7 @@ class SamplerPlan:
         steps: multi-step: reverse steps from t = 1 to t_min.
         weight: multi-step: w(t) of the μ₀ blend, ``zero``, ``t`` or ``t2`` (Table 7).
         max_batch: largest network batch.
+        max_points: most grid points (rows × H × W) in one network batch.
     """
 
     partition: Partition
@@ -38,6 +40,7 @@ class SamplerPlan:
     steps: int = 50
     weight: str = "t"
     max_batch: int = 256
+    max_points: int = MAX_NETWORK_POINTS
 
 
 Output = tuple[torch.Tensor, torch.Tensor]
@@ -45,7 +48,14 @@ Output = tuple[torch.Tensor, torch.Tensor]
 
 def _single(den: Denoiser, x, m, plan: SamplerPlan, g: torch.Generator, mu0=None) -> Output:
     return ensemble_impute(
-        den, x, m, plan.partition, k=plan.k, generator=g, max_batch=plan.max_batch
+        den,
+        x,
+        m,
+        plan.partition,
+        k=plan.k,
+        generator=g,
+        max_batch=plan.max_batch,
+        max_points=plan.max_points,
     )
 
 
@@ -63,6 +73,7 @@ def _multi(den: Denoiser, x, m, plan: SamplerPlan, g: torch.Generator, mu0=None)
         mu0=mu0,
         step_partition=plan.trained,
         max_batch=plan.max_batch,
+        max_points=plan.max_points,
     )
 
 

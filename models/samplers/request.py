@@ -54,7 +54,9 @@ def single_step(
         )
         xs.append(x_t)
         ts.append(tt)
-    preds = denoise_chunked(denoiser, torch.cat(xs), torch.cat(ctxs), torch.cat(ts), plan.max_batch)
+    preds = denoise_chunked(
+        denoiser, torch.cat(xs), torch.cat(ctxs), torch.cat(ts), plan.max_batch, plan.max_points
+    )
     out, start = [], 0
     for it in items:
         mean, std = ensemble_stats(preds[None, start : start + it.k])

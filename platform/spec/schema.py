@@ -175,6 +175,9 @@ class EvaluationSpec(Strict):
     val_samples: int | None = Field(None, ge=1)  # validation samples imputed (None: all)
     batch_size: int = Field(8, ge=1)  # samples per network call (× K context masks)
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
+    # most grid points (rows × H × W) in one forward pass (at least one row): large grids run
+    # in smaller forwards, whose activations stay in cache
+    max_network_points: int = Field(98304, ge=1)
     figure: bool = True  # log truth / observed / imputed / error figures
     verification: VerificationSpec = VerificationSpec()  # calibration and error against K
     # observed val/test points withheld from the model and scored (*_heldout_mse): every choice

@@ -1,4 +1,4 @@
-"""incdyn's benchmark suite: every figure of items 1–7 in one command, printed as a
+"""incdyn's benchmark suite: every figure of items 0–8 in one command, printed as a
 table with its ratio and target, and written to a JSON file. Not part of the test run.
 
     python tests/benchmarks/run_all.py --out bench.json            # full
@@ -8,7 +8,8 @@ table with its ratio and target, and written to a JSON file. Not part of the tes
 Items: 0 time to accuracy of ``incdyn run`` and ``incdyn sweep`` (tests/benchmarks/bench_tta.py)
 with each run's wall time by phase; 1 Ray Train vs a bare loop; 2 FLOP/s of the training step vs the GEMM peak; 3 K-mask
 ensemble in one batch vs a loop; 4 against the paper's release; 5 Ray Serve vs offline and vs
-unbatched (tests/benchmarks/serve_load.py); 6 data path and PDE generation; 7 growth with size.
+unbatched (tests/benchmarks/serve_load.py); 6 data path and PDE generation; 7 growth with size;
+8 the ensemble chunked by grid points vs fixed rows (tests/benchmarks/bench_chunks.py).
 Each ratio is taken between figures measured in the same process run (item 4's anchors are the
 release's published costs on this kind of machine; peak memory comes from a fresh process per
 phase). Timings are best-of-N; on a shared machine they are noisy: the JSON records the load.
@@ -155,9 +156,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="write every figure here (JSON)")
     ap.add_argument("--quick", action="store_true", help="fewer shapes, steps and repeats")
-    ap.add_argument("--only", nargs="+", choices=list("01234567"), help="run these items only")
+    ap.add_argument("--only", nargs="+", choices=list("012345678"), help="run these items only")
     args = ap.parse_args()
-    items = set(args.only or "01234567")
+    items = set(args.only or "012345678")
     torch.set_num_threads(2)
     start = time.perf_counter()
     report: dict[str, Any] = {
@@ -206,6 +207,10 @@ def main() -> None:
             from bench_shapes import shapes
 
             section("4+7 shapes", shapes, quick=args.quick)
+        if "8" in items:
+            from bench_chunks import chunking
+
+            section("8 chunking by points", chunking, quick=args.quick)
     rows.sort(key=lambda r: r["item"])
     report["rows"] = rows
     report["machine"]["loadavg_end"] = os.getloadavg()
