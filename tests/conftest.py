@@ -246,3 +246,42 @@ def sea_surface_file(
     ds = xr.Dataset(data, coords={"lon": lon, "t": t if time is None else time, "lat": lat})
     ds.to_netcdf(path, encoding={"sst": {"_FillValue": fill}})
     return str(path)
+
+
+def perturbed_denoiser():
+    """A tiny UNet denoiser (2 channels, 3 frames) with seeded random weights, perturbed so that
+    its outputs depend on the input and context masks give different members."""
+    import torch
+
+    from incdyn.models.backbones.registry import build_denoiser
+
+    torch.manual_seed(0)
+    den = build_denoiser(
+        {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3},
+        channels=2,
+        frames=3,
+    )
+    with torch.no_grad():
+        for p in den.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return den.eval()
+
+
+def free_field(shape: tuple[int, ...]):
+    """A 'network' whose output is a learnable field, whatever the input: D(t, ·) = θ; it keeps
+    the input it was last given in ``seen_input``."""
+    import torch
+    from torch import nn
+
+    class FreeField(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.theta = nn.Parameter(torch.zeros(shape))
+            self.seen_input = None
+
+        def forward(self, x, noise_label):
+            self.seen_input = x
+            return self.theta.expand(x.shape[0], -1, -1, -1, -1)
+
+    return FreeField()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import perturbed_denoiser
 from pydantic import ValidationError
 
 from incdyn.datasets.masks import MaskFamily
-from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.partition import Partition
 from incdyn.models.samplers.forward import MAX_NETWORK_POINTS, chunk_rows, denoise_chunked
 from incdyn.models.samplers.multistep import multistep_impute
@@ -48,20 +48,6 @@ def test_chunk_rows_refuses_bounds_below_one():
         chunk_rows(4, 64, 4, 0)
 
 
-def _denoiser():
-    torch.manual_seed(0)
-    den = build_denoiser(
-        {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3},
-        channels=2,
-        frames=3,
-    )
-    with torch.no_grad():
-        for p in den.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return den.eval()
-
-
 def _batch(b: int = 3):
     g = torch.Generator().manual_seed(1)
     mask = (torch.rand(b, 1, GRID, GRID, generator=g) < 0.5).expand(b, 3, GRID, GRID).clone()
@@ -76,7 +62,7 @@ def _count_forwards(den) -> list[int]:
 
 
 def test_denoise_chunked_splits_by_points_and_equals_one_forward():
-    den = _denoiser()
+    den = perturbed_denoiser()
     g = torch.Generator().manual_seed(2)
     x = torch.randn(10, 2, 3, GRID, GRID, generator=g)
     ctx = torch.rand(10, 3, GRID, GRID, generator=g) < 0.5
@@ -88,7 +74,7 @@ def test_denoise_chunked_splits_by_points_and_equals_one_forward():
 
 
 def test_ensemble_chunked_by_points_equals_unchunked():
-    den, (x, mask) = _denoiser(), _batch()
+    den, (x, mask) = perturbed_denoiser(), _batch()
     part = Partition(context_ratio=0.6)
 
     def run(max_points):
@@ -104,7 +90,7 @@ def test_ensemble_chunked_by_points_equals_unchunked():
 
 
 def test_multistep_and_requests_chunked_by_points_equal_unchunked():
-    den, (x, mask) = _denoiser(), _batch(2)
+    den, (x, mask) = perturbed_denoiser(), _batch(2)
     part, family = Partition(context_ratio=0.6), MaskFamily()
 
     def multi(max_points):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from conftest import free_field
 
 from incdyn.datasets.masks import MaskFamily, sample_masks
 from incdyn.models.denoiser import Denoiser
@@ -12,21 +12,8 @@ from incdyn.models.partition import Partition
 from incdyn.models.schedule import VPSchedule
 
 
-class FreeField(nn.Module):
-    """A 'network' whose output is a learnable field, whatever the input: D(t, ·) = θ."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(torch.zeros(shape))
-        self.seen_input: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
-        self.seen_input = x
-        return self.theta.expand(x.shape[0], -1, -1, -1, -1)
-
-
 def test_network_input_is_context_times_xt_and_context():
-    net = FreeField((1, 2, 8, 8))
+    net = free_field((1, 2, 8, 8))
     den = Denoiser(net, VPSchedule())
     m = sample_masks(MaskFamily(p=0.5), 3, 2, 8, 8, torch.Generator().manual_seed(0))
     x = torch.randn(3, 1, 2, 8, 8)
@@ -39,7 +26,7 @@ def test_network_input_is_context_times_xt_and_context():
 
 def test_loss_gradient_only_on_query_entries():
     torch.manual_seed(0)
-    net = FreeField((1, 2, 8, 8))
+    net = free_field((1, 2, 8, 8))
     den = Denoiser(net, VPSchedule())
     m = sample_masks(MaskFamily(p=0.5), 1, 2, 8, 8, torch.Generator().manual_seed(0))
     x = torch.randn(1, 1, 2, 8, 8) * m[:, None]
@@ -56,7 +43,7 @@ def test_loss_gradient_only_on_query_entries():
 def test_zero_exposure_dimensions_stay_untrained():
     """Theorem 1 (iii): where P(i ∈ qry | ctx) = 0 the output never gets a gradient."""
     truth = torch.linspace(-1, 1, 2 * 8 * 8).view(1, 1, 2, 8, 8)
-    net = FreeField((1, 2, 8, 8))
+    net = free_field((1, 2, 8, 8))
     den = Denoiser(net, VPSchedule())
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from torch import nn
+from conftest import free_field
 
 from incdyn.datasets.build import build_store, store_config
 from incdyn.datasets.masks import MaskFamily
@@ -72,19 +72,6 @@ def test_training_truth_is_refused_where_the_store_has_none(stores):
     assert item["truth"].shape == item["x_obs"].shape
 
 
-class FreeField(nn.Module):
-    """D(t, ·) = θ, a learnable field whatever the input."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.theta = nn.Parameter(torch.zeros(shape))
-        self.seen_input: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
-        self.seen_input = x
-        return self.theta.expand(x.shape[0], -1, -1, -1, -1)
-
-
 def _batch(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     truth = torch.randn(2, 1, 3, 8, 8, generator=g)
@@ -94,7 +81,7 @@ def _batch(seed: int = 0):
 
 def test_oracle_objective_scores_every_point_and_sees_only_the_context():
     truth, mask = _batch()
-    net = FreeField((1, 3, 8, 8))
+    net = free_field((1, 3, 8, 8))
     loss = complete_data_loss(
         Denoiser(net, VPSchedule()), truth, mask, Partition(), torch.Generator().manual_seed(1)
     )
@@ -104,7 +91,7 @@ def test_oracle_objective_scores_every_point_and_sees_only_the_context():
     assert not (ctx & ~mask).any()  # the context is drawn from the observation mask
     assert (values.squeeze(1)[~ctx] == 0).all()
     # the observed-data objective never scores an unobserved point (Theorem 1)
-    net2 = FreeField((1, 3, 8, 8))
+    net2 = free_field((1, 3, 8, 8))
     x_obs = truth * mask[:, None]
     data_matching_loss(
         Denoiser(net2, VPSchedule()), x_obs, mask, Partition(), torch.Generator().manual_seed(1)
@@ -115,7 +102,7 @@ def test_oracle_objective_scores_every_point_and_sees_only_the_context():
 
 def test_oracle_loss_depends_on_unobserved_values():
     truth, mask = _batch(2)
-    den = Denoiser(FreeField((1, 3, 8, 8)), VPSchedule())
+    den = Denoiser(free_field((1, 3, 8, 8)), VPSchedule())
     changed = torch.where(mask[:, None], truth, truth + 1.0)
     a, b = (
         complete_data_loss(den, t, mask, Partition(), torch.Generator().manual_seed(4))

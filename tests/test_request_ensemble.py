@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import torch
+from conftest import perturbed_denoiser
 
 from incdyn.datasets.masks import MaskFamily
-from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.partition import Partition
 from incdyn.models.samplers.registry import SAMPLERS, SamplerPlan, impute
 from incdyn.models.samplers.request import SeededRequest, impute_requests, single_step
 from incdyn.models.samplers.single import ensemble_impute
-
-
-def _denoiser():
-    torch.manual_seed(0)
-    den = build_denoiser(
-        {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1},
-        {"beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3},
-        channels=2,
-        frames=3,
-    )
-    with torch.no_grad():
-        for p in den.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return den.eval()
 
 
 def _request(i: int, k: int) -> SeededRequest:
@@ -34,7 +20,7 @@ def _request(i: int, k: int) -> SeededRequest:
 
 
 def test_batched_requests_equal_each_request_alone():
-    den, part = _denoiser(), Partition(context_ratio=0.6)
+    den, part = perturbed_denoiser(), Partition(context_ratio=0.6)
     items = [_request(i, k) for i, k in enumerate((1, 4, 2, 5))]
     out = single_step(den, SamplerPlan(partition=part, family=MaskFamily(), max_batch=5), items)
     for it, (imputed, spread) in zip(items, out, strict=True):
@@ -51,7 +37,7 @@ def test_batched_requests_equal_each_request_alone():
 
 def test_every_sampler_serves_each_request_as_alone():
     """Multi-step and direct requests go one by one, each with its own generator and K."""
-    den = _denoiser()
+    den = perturbed_denoiser()
     plan = SamplerPlan(partition=Partition(context_ratio=0.6), family=MaskFamily(p=0.5), steps=3)
     items = [_request(i, k) for i, k in enumerate((2, 3))]
     assert sorted(SAMPLERS) == ["direct", "multi", "single"]
