@@ -238,3 +238,9 @@ def normalization(url: str) -> tuple[np.ndarray, np.ndarray]:
     if not norm:
         raise StoreError(f"store {url}: no 'normalization' attribute (unfinished store?)")
     return np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+
+
+def store_domain(ds) -> np.ndarray | None:
+    """bool ``(y, x)``: a split's physical domain (its ``domain`` variable), or None when every
+    point is inside."""
+    return ds["domain"].values.astype(bool) if "domain" in ds else None

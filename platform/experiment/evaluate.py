@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from incdyn.datasets.metrics.heldout import HeldoutError
 from incdyn.datasets.metrics.scoring import physics_context, score
 from incdyn.datasets.metrics.squared_error import SquaredError
-from incdyn.datasets.store import normalization, open_split
+from incdyn.datasets.store import normalization, open_split, store_domain
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.baselines.classical import impute_batch
 from incdyn.models.samplers.registry import SamplerPlan, impute
@@ -49,11 +49,6 @@ def _n_test(url: str, max_samples: int | None) -> int:
 
 def _has(url: str, split: str, name: str) -> bool:
     return name in open_split(url, split)
-
-
-def _domain(ds) -> np.ndarray | None:
-    """bool ``(H, W)``: the physical domain, or None when every point is inside."""
-    return ds["domain"].values.astype(bool) if "domain" in ds else None
 
 
 def _outside_to_nan(imputed: np.ndarray, domain: np.ndarray | None) -> np.ndarray:
@@ -95,7 +90,7 @@ def _impute_split(
     truth, held = _has(store_url, split, "truth"), _has(store_url, split, "holdout")
     data = SplitDataset(store_url, split, with_truth=truth, with_holdout=held, limit=limit)
     physics = physics_context(open_split(store_url, split), spec.data.source)
-    domain = _domain(open_split(store_url, split))
+    domain = store_domain(open_split(store_url, split))
     accs = {k: SquaredError(data.channels) for k in kinds}
     held_accs = {k: HeldoutError(data.channels) for k in kinds}
     examples: dict[str, tuple] = {}
@@ -241,7 +236,7 @@ def _classical_shard(
     values, mask = ds["field"].values.astype(np.float32), ds["mask"].values.astype(bool)
     channels = tuple(str(c) for c in ds["channel"].values)
     _, std = normalization(url)
-    domain = _domain(ds)
+    domain = store_domain(ds)
     imputed = _outside_to_nan(impute_batch(name, values, mask), domain)
     acc = held = None
     reference = values

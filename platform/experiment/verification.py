@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from incdyn.datasets.metrics.ensemble_scores import LEVELS, EnsembleScores, points_of
-from incdyn.datasets.store import open_split
+from incdyn.datasets.store import open_split, store_domain
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.samplers.members import sampler_members
 from incdyn.models.samplers.registry import SamplerPlan
@@ -68,9 +68,8 @@ def heldout_of(store_url: str, split: str) -> np.ndarray | None:
 def domain_of(store_url: str, split: str) -> np.ndarray:
     """bool ``(H, W)``: the points inside the data set's domain (all of them without one)."""
     ds = open_split(store_url, split)
-    if "domain" in ds:
-        return ds["domain"].values.astype(bool)
-    return np.ones((ds.sizes["y"], ds.sizes["x"]), bool)
+    inside = store_domain(ds)
+    return np.ones((ds.sizes["y"], ds.sizes["x"]), bool) if inside is None else inside
 
 
 def fit_k_curve(curve: dict[int, float]) -> tuple[float, float] | None:
