@@ -2,7 +2,7 @@
 # Set up a virtual environment with incdyn installed, then run the quick start or the tests.
 #   bash infra/dev.sh quickstart [--set key=value ...]   # incdyn run experiments/quickstart.yaml
 #   bash infra/dev.sh test [pytest args ...]             # python -m pytest (fast suite)
-#   bash infra/dev.sh repro [--fresh] [--set ...]        # the paper's claims under experiments/repro_cpu/PROTOCOL.md (about 70 min estimated)
+#   bash infra/dev.sh repro [--fresh] [--set ...]        # the paper's claims under experiments/repro_cpu/PROTOCOL.md (62 min on 2 cores)
 # torch is pinned to 2.13.0: its CPU wheel lies on the dev/CI machines' disk (any other
 # version is a multi-GB CUDA download). INCDYN_VENV chooses the environment (default .venv).
 set -euo pipefail
