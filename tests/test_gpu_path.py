@@ -10,6 +10,7 @@ and the ``slow`` one with the real default, inductor.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from incdyn.models.backbones.registry import build_denoiser
 from incdyn.platform.checkpoint import load_denoiser, save_checkpoint
 from incdyn.platform.spec import SpecError, parse_spec
 from incdyn.platform.train import worker as loop_module
+from incdyn.platform.train.driver import COMPILE_CACHE_ENV, compile_cache_dir
 from incdyn.platform.train.worker import train_loop_per_worker
 
 # data sizes and p left to the schema's defaults: the loop trains on the store built below
@@ -57,8 +59,11 @@ def store(tmp_path_factory) -> Path:
     return url
 
 
-def train_locally(tmp: Path, store: Path, monkeypatch, **training) -> tuple[dict, torch.nn.Module]:
-    """The Ray Train loop of ``incdyn run`` for one method, in this process.
+def train_locally(
+    tmp: Path, store: Path, monkeypatch, *, compile_cache: Path | None = None, **training
+) -> tuple[dict, torch.nn.Module]:
+    """The Ray Train loop of ``incdyn run`` for one method, in this process (``compile_cache``:
+    the loop config's, which the driver sets from :func:`compile_cache_dir`).
 
     Returns the last metrics and the denoiser loaded from the last checkpoint. Local mode keeps
     no copy of a reported checkpoint (the loop's temporary directory is gone after the report),
@@ -72,6 +77,7 @@ def train_locally(tmp: Path, store: Path, monkeypatch, **training) -> tuple[dict
         "tracking_uri": None,
         "run_id": None,
         "threads": 2,
+        "compile_cache": str(compile_cache) if compile_cache else None,
     }
 
     def save_and_keep(directory, **kwargs):
@@ -138,6 +144,42 @@ def test_compiled_backbone_trains_and_its_checkpoint_loads_uncompiled(tmp_path, 
     assert compiled == ["UNet"]
 
 
+def test_compiled_trainings_share_one_cache_under_the_storage_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(COMPILE_CACHE_ENV, raising=False)
+    spec = parse_spec(
+        tiny_spec(store="x.zarr", ray={"storage_path": str(tmp_path / "runs")}, **GPU_PATH)
+    )
+    assert compile_cache_dir(spec) == str(tmp_path / "runs" / "torch_compile_cache")
+    remote = parse_spec(tiny_spec(store="x.zarr", ray={"storage_path": "gs://b/runs"}, **GPU_PATH))
+    assert compile_cache_dir(remote) is None  # Inductor writes local files: torch's default
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "mine"))  # the user's choice wins
+    assert compile_cache_dir(spec) == compile_cache_dir(remote) == str(tmp_path / "mine")
+
+
+def test_the_loop_compiles_into_the_given_cache_and_times_the_first_step(
+    tmp_path, store, monkeypatch
+):
+    real = torch.nn.Module.compile
+    monkeypatch.setattr(  # aot_eager: graph capture without Inductor's minutes of codegen
+        torch.nn.Module, "compile", lambda self, **kw: real(self, **{**kw, "backend": "aot_eager"})
+    )
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "before"))  # restored after the test
+    metrics, model = train_locally(
+        tmp_path, store, monkeypatch, compile_cache=tmp_path / "cache", compile=True
+    )
+    _check_finite(metrics, model)
+    assert os.environ[COMPILE_CACHE_ENV] == str(tmp_path / "cache")
+    assert metrics["time_compile_s"] > 0.0  # the first step, apart from the others
+    assert metrics["time_steps_s"] > 0.0
+
+
 @pytest.mark.slow
 def test_inductor_compile_with_bf16(tmp_path, store, monkeypatch):
-    _check_finite(*train_locally(tmp_path, store, monkeypatch, compile=True, precision="bf16"))
+    monkeypatch.setenv(COMPILE_CACHE_ENV, str(tmp_path / "before"))  # restored after the test
+    cache = tmp_path / "cache"
+    _check_finite(
+        *train_locally(
+            tmp_path, store, monkeypatch, compile_cache=cache, compile=True, precision="bf16"
+        )
+    )
+    assert any(p.is_file() for p in cache.rglob("*"))  # Inductor wrote its compilation there

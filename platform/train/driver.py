@@ -9,6 +9,10 @@ Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL
 default), and it notices the end of training only at a poll: incdyn sets
 :data:`HEALTH_CHECK_INTERVAL_S` unless the variable is already set (a poll is one small remote
 call, which is cheap beside the seconds it saves at the end of every ``fit()``).
+
+With ``training.compile``, every worker compiles into one cache under the storage path
+(:func:`compile_cache_dir`): the trainings of an experiment or a sweep that build the same model
+pay its compilation once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from incdyn.platform.train.worker import train_loop_per_worker
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # read by Ray Train's controller
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by torch's Inductor at its first compile
 
 
 def apply_fit_env() -> None:
@@ -58,6 +63,21 @@ def run_name(spec: ExperimentSpec, method: DiffusionMethod) -> str:
 
 def storage_path(spec: ExperimentSpec) -> str:
     return resolve_local(spec.ray.storage_path)
+
+
+def compile_cache_dir(spec: ExperimentSpec) -> str | None:
+    """Where ``training.compile`` keeps Inductor's compiled graphs and kernels, shared by every
+    training of the experiments and sweeps that use this storage path, so that a second run of
+    the same model reads its compilation instead of compiling again.
+
+    ``$TORCHINDUCTOR_CACHE_DIR`` of the calling process when set; else
+    ``<ray.storage_path>/torch_compile_cache`` for a local (or shared file system) path; None
+    for remote storage (``gs://...``), where each worker keeps torch's own default.
+    """
+    if os.environ.get(COMPILE_CACHE_ENV):
+        return os.environ[COMPILE_CACHE_ENV]
+    root = storage_path(spec)
+    return None if "://" in root else str(Path(root) / "torch_compile_cache")
 
 
 def finished_result(spec: ExperimentSpec, method: DiffusionMethod) -> ray.train.Result | None:
@@ -116,6 +136,7 @@ def train_method(
         "run_id": run_id,
         "threads": max(1, int(cpus)),
         "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
+        "compile_cache": compile_cache_dir(spec) if spec.training.compile else None,
     }
     apply_fit_env()
     trainer = TorchTrainer(
