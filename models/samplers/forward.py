@@ -24,7 +24,7 @@ def noised(
 
 # Most grid points (rows × H × W) in one network forward when the caller sets no other bound:
 # the activations of a forward grow with it, and past about this size the network's per-point
-# cost rises on a CPU (measured by the benchmark suite's chunk scan, item 7).
+# cost rises on a CPU (measured by the benchmark suite's chunk scan, item 8).
 MAX_NETWORK_POINTS = 98304
 
 

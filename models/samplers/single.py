@@ -2,7 +2,8 @@
 
 ``x̂ = (1/K) Σ_k D_θ(δ, M_ctx^k ⊙ x_δ, M_ctx^k)``, ``output = M ⊙ x_obs + (1 − M) ⊙ x̂``.
 The K context masks of every sample go through the network as one batch (chunked to bound
-memory and to keep large grids in small forwards), not as K sequential calls. ``K = 1`` with ``context_ratio = 1`` is direct inference.
+memory and to keep large grids in small forwards), not as K sequential calls. ``K = 1`` with
+``context_ratio = 1`` is direct inference.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from incdyn.datasets.holdout import HoldoutSpec
 from incdyn.datasets.masks import MaskFamily
 from incdyn.models.backbones.options import BackboneSpec, UNetSpec
 from incdyn.models.partition import PartitionSpec
+from incdyn.models.samplers.forward import MAX_NETWORK_POINTS
 from incdyn.models.schedule import VPSchedule
 from incdyn.platform.spec.base import Strict
 
@@ -177,7 +178,7 @@ class EvaluationSpec(Strict):
     max_network_batch: int = Field(256, ge=1)  # most rows (samples × K) in one forward pass
     # most grid points (rows × H × W) in one forward pass (at least one row): large grids run
     # in smaller forwards, whose activations stay in cache
-    max_network_points: int = Field(98304, ge=1)
+    max_network_points: int = Field(MAX_NETWORK_POINTS, ge=1)
     figure: bool = True  # log truth / observed / imputed / error figures
     verification: VerificationSpec = VerificationSpec()  # calibration and error against K
     # observed val/test points withheld from the model and scored (*_heldout_mse): every choice

@@ -31,11 +31,10 @@ from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.timings import PREFIX, SUFFIX, is_timing
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
-from incdyn.platform.train.worker import train_loop_per_worker
+from incdyn.platform.train.worker import COMPILE_CACHE_ENV, train_loop_per_worker
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # read by Ray Train's controller
-COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by torch's Inductor at its first compile
 
 
 def apply_fit_env() -> None:

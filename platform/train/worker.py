@@ -38,6 +38,8 @@ from incdyn.platform.train.loader import build_training_loader
 from incdyn.platform.train.lr_schedule import learning_rate
 from incdyn.platform.train.probe import WorkerProbe
 
+COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by torch's Inductor at its first compile
+
 
 @torch.no_grad()
 def validation_loss(model, loader: DataLoader, partition: Partition, seed: int, device) -> float:
@@ -109,7 +111,7 @@ def _setup(config: dict[str, Any]) -> _Run:
     )
     if training.compile:  # in place: parameter names, hence checkpoints, stay the same
         if config.get("compile_cache"):  # shared with the other trainings (driver.py)
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = config["compile_cache"]
+            os.environ[COMPILE_CACHE_ENV] = config["compile_cache"]
         denoiser.backbone.compile()
     model = ray.train.torch.prepare_model(denoiser)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, betas=training.betas)
@@ -263,7 +265,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             step += 1
             running += loss.item()
             count += 1
-            if training.compile and count == 1 and "compile" not in timings.seconds:
+            if training.compile and "compile" not in timings.seconds:
                 now = time.perf_counter()
                 timings.add("compile", now - mark)
                 mark = now
