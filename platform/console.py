@@ -32,9 +32,11 @@ def configure(verbose: bool) -> None:
 
 
 @contextmanager
-def training_bar(tracking_uri: str, run_id: str | None, total: int, desc: str):
-    """A bar over ``total`` optimiser steps, fed by the run's MLflow metrics while it trains."""
-    if run_id is None:
+def training_bar(tracking_uri: str, run_ids: list[str] | str | None, total: int, desc: str):
+    """A bar over ``total`` optimiser steps, fed by the MLflow metrics of the runs that train
+    (one after the other: the postfix shows the latest run that logged a step)."""
+    run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids or [])
+    if not run_ids:
         yield
         return
     from mlflow.tracking import MlflowClient
@@ -44,12 +46,16 @@ def training_bar(tracking_uri: str, run_id: str | None, total: int, desc: str):
     bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
 
     def refresh() -> None:
-        metrics = client.get_run(run_id).data.metrics
-        history = client.get_metric_history(run_id, "train_loss")
-        if not history:
+        steps, current = 0, None
+        for run_id in run_ids:
+            history = client.get_metric_history(run_id, "train_loss")
+            if history:
+                steps += max(m.step for m in history)
+                current = run_id
+        if current is None:
             return
-        step = max(m.step for m in history)
-        bar.update(step - bar.n)
+        bar.update(steps - bar.n)
+        metrics = client.get_run(current).data.metrics
         shown = {"loss": "train_loss", "val": "val_loss", "steps/s": "steps_per_s"}
         bar.set_postfix(
             {k: f"{metrics[m]:.4g}" for k, m in shown.items() if m in metrics}, refresh=True

@@ -43,6 +43,11 @@ class Timings:
         finally:
             self.add(name, time.perf_counter() - t0)
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` that this run spent waiting for other runs' work (a shared worker
+        group's other trainings) out of its total."""
+        self.start += max(0.0, float(seconds))
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 

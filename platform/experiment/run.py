@@ -13,6 +13,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import torch
@@ -46,7 +50,8 @@ from incdyn.platform.tracking import (
     start_child,
     start_parent,
 )
-from incdyn.platform.train.driver import run_name, train_method, training_phases
+from incdyn.platform.train.driver import run_name
+from incdyn.platform.train.group import Trained, TrainingJob, train_jobs
 from incdyn.platform.ui.view import mark_experiment
 
 
@@ -78,54 +83,78 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
     return url
 
 
-def _train(
-    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool,
-    timings: Timings,
-):  # fmt: skip
-    """Ray Train fit of ``method``; its phases (the worker's and Ray's overhead) into ``timings``."""
-    client.set_tag(run_id, TAG_TRAIN_RUN, run_name(spec, method))
-    tracking_uri = client.tracking_uri
-    bar = f"train {method.name} (seed {spec.seed})"
-    started_at, t0 = time.time(), time.perf_counter()
-    with training_bar(tracking_uri, run_id if progress else None, spec.training.steps, bar):
-        result = train_method(spec, method, store_url=url, tracking_uri=tracking_uri, run_id=run_id)
+@dataclass
+class _MethodRun:
+    """A method of one seeded spec, its MLflow child run and the run's wall time by phase."""
+
+    spec: ExperimentSpec
+    method: Any
+    url: str
+    run_id: str
+    timings: Timings
+
+
+def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> dict[str, Trained]:
+    """Ray Train fits of the diffusion methods of ``runs``, one worker group for all of them
+    (``ray.shared_worker_group``); each run's phases get its own share of the training time."""
+    diffusion = [r for r in runs if isinstance(r.method, DiffusionMethod)]
+    if not diffusion:
+        return {}
+    t0 = time.perf_counter()
+    others = [r for r in runs if not isinstance(r.method, DiffusionMethod)]
+    jobs = [TrainingJob(r.spec, r.method, r.url, r.run_id) for r in diffusion]
+    for r, job in zip(diffusion, jobs, strict=True):
+        client.set_tag(r.run_id, TAG_TRAIN_RUN, job.name)
+    first = {job.name: job for job in reversed(jobs)}  # the run that logs each training's curves
+    steps = sum(job.spec.training.steps for job in first.values())
+    methods = ", ".join(dict.fromkeys(r.method.name for r in diffusion))
+    seeds = list(dict.fromkeys(str(job.spec.seed) for job in jobs))
+    desc = f"train {methods} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
+    run_ids = [job.run_id for job in jobs if first[job.name] is job] if progress else []
+    with training_bar(client.tracking_uri, run_ids, steps, desc):
+        trained = train_jobs(
+            jobs, tracking_uri=client.tracking_uri, shared=diffusion[0].spec.ray.shared_worker_group
+        )
     seconds = time.perf_counter() - t0
-    for phase, s in training_phases(result, started_at=started_at, seconds=seconds).items():
-        timings.add(phase, s)
-    if result.checkpoint is None:
-        raise RuntimeError(f"method {method.name!r}: training left no checkpoint ({result.error})")
-    return result
+    seen: set[str] = set()
+    for r, job in zip(diffusion, jobs, strict=True):
+        own = {} if job.name in seen else trained[job.name].phases  # shared weights: trained once
+        seen.add(job.name)
+        for phase, s in own.items():
+            r.timings.add(phase, s)
+        r.timings.exclude(seconds - sum(own.values()))  # the other trainings' time
+    for r in others:
+        r.timings.exclude(seconds)
+    return trained
 
 
-def _run_method(
-    spec: ExperimentSpec, method, url: str, client: MlflowClient, run_id: str, progress: bool,
-    timings: Timings,
-) -> Evaluation:  # fmt: skip
+def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> Evaluation:
+    """Impute and score; a diffusion method's checkpoint is logged and registered too."""
+    spec, method, timings = r.spec, r.method, r.timings
     if not isinstance(method, DiffusionMethod):
         with timings.phase("evaluation"):
             return evaluate_classical(
                 method.kind,
-                store_url=url,
+                store_url=r.url,
                 max_samples=spec.evaluation.max_samples,
                 source=spec.data.source,
             )
-    result = _train(spec, method, url, client, run_id, progress, timings)
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
         # impute with the CPUs of one worker: other runs may be training beside this driver
         torch.set_num_threads(max(1, int(spec.ray.cpus_per_worker)))
-    with result.checkpoint.as_directory() as ckpt:
+    with trained.checkpoint.as_directory() as ckpt:
         with timings.phase("evaluation"):
-            ev = evaluate_diffusion(ckpt, spec, method, store_url=url)
+            ev = evaluate_diffusion(ckpt, spec, method, store_url=r.url)
             if ev.verification is not None and ev.verification.calibration is not None:
                 # beside the weights before they are logged and registered: the checkpoint
                 # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
                 save_calibration(ckpt, ev.verification.calibration)
         with timings.phase("checkpoint_artifacts"):
-            client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+            client.log_artifacts(r.run_id, ckpt, artifact_path="checkpoint")
         with timings.phase("model_registration"):
             name, version = publish_model(
                 client,
-                run_id,
+                r.run_id,
                 ckpt,
                 experiment=spec.experiment_name,
                 method=method.name,
@@ -146,44 +175,43 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _record_method(
-    spec: ExperimentSpec,
-    method,
-    url: str,
-    client: MlflowClient,
-    experiment_id: str,
+def _start_method(
+    spec: ExperimentSpec, method, url: str, client: MlflowClient, experiment_id: str,
     parent_id: str,
-    progress: bool = True,
-) -> dict:
-    """One child run: train (diffusion) or run (baseline), impute, score and log.
-
-    The run's wall time is logged last, per phase (``time_<phase>_s``, see
-    :mod:`incdyn.platform.timings`): MLflow run start, the training's phases, checkpoint
-    artifacts, model registration, evaluation, figure, result logging."""
+) -> _MethodRun:  # fmt: skip
     timings = Timings()
     name = f"{method.name}/{spec.setting.replace(' ', '/')}/seed{spec.seed}"
     with timings.phase("mlflow_start"):
         run_id = start_child(
             client, experiment_id, parent_id, spec, method, role=ROLE_METHOD, run_name=name
         )
-    with run_scope(client, run_id):
-        ev = _run_method(spec, method, url, client, run_id, progress, timings)
-        seconds = timings.elapsed()
-        figure = None
-        title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
-        if spec.evaluation.figure:
-            with timings.phase("figure"):
-                figure = imputation_figure(
-                    ev.example_truth, ev.example_mask, ev.example_imputed, title=title
-                )
-        example = (ev.example_truth, ev.example_mask, ev.example_imputed)
-        with timings.phase("result_logging"):
-            log_evaluation(
-                client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
+    return _MethodRun(spec, method, url, run_id, timings)
+
+
+def _record_method(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> dict:
+    """One child run: impute, score and log (the training is done).
+
+    The run's wall time is logged last, per phase (``time_<phase>_s``, see
+    :mod:`incdyn.platform.timings`): MLflow run start, the training's phases, checkpoint
+    artifacts, model registration, evaluation, figure, result logging."""
+    spec, method, timings, run_id = r.spec, r.method, r.timings, r.run_id
+    ev = _evaluate(r, trained, client)
+    seconds = timings.elapsed()
+    figure = None
+    title = f"{spec.name}: {method.name} ({spec.setting}, seed {spec.seed})"
+    if spec.evaluation.figure:
+        with timings.phase("figure"):
+            figure = imputation_figure(
+                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
             )
-            if ev.verification is not None:
-                log_verification(client, run_id, ev.verification, title=title)
-        log_metrics(client, run_id, timings.metrics())
+    example = (ev.example_truth, ev.example_mask, ev.example_imputed)
+    with timings.phase("result_logging"):
+        log_evaluation(
+            client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
+        )
+        if ev.verification is not None:
+            log_verification(client, run_id, ev.verification, title=title)
+    log_metrics(client, run_id, timings.metrics())
     return {
         "method": method.name,
         "kind": method.kind,
@@ -191,6 +219,40 @@ def _record_method(
         **ev.metrics,
         "seconds": seconds,
     }
+
+
+@contextmanager
+def _others_wait(runs: list[_MethodRun], active: _MethodRun | None) -> Iterator[None]:
+    """The block's time is ``active``'s alone: the other runs' clocks leave it out, so that
+    the runs' totals add up to no more than the wall time of them all."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - t0
+        for r in runs:
+            if r is not active:
+                r.timings.exclude(seconds)
+
+
+def _run_methods(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> list[dict]:
+    """Train the diffusion methods of ``runs`` (:func:`_train_all`), then score every run in
+    order; a run not reached because an earlier one failed is marked KILLED."""
+    done = 0
+    try:
+        trained = _train_all(runs, client, progress)
+        rows = []
+        for r in runs:
+            with run_scope(client, r.run_id), _others_wait(runs, r):
+                done += 1
+                diffusion = isinstance(r.method, DiffusionMethod)
+                weights = trained[run_name(r.spec, r.method)] if diffusion else None
+                rows.append(_record_method(r, weights, client))
+        return rows
+    except BaseException:
+        for r in runs[done:]:
+            client.set_terminated(r.run_id, "FAILED" if done == 0 else "KILLED")
+        raise
 
 
 def run_experiment(
@@ -237,7 +299,8 @@ def _run_variant(
     ray_start: float = 0.0,
 ) -> list[dict]:
     """One data setting: build/reuse its store (one per seed with ``data.per_seed``), a parent
-    run, a child run per method × seed.
+    run, a child run per method × seed; the diffusion methods of every seed train first (in one
+    worker group: ``ray.shared_worker_group``), then every run is scored.
 
     The parent run gets this setting's wall time per phase (data, MLflow, the method runs,
     results) and ``time_ray_start_s``, the experiment's connection to Ray (outside the total).
@@ -245,7 +308,6 @@ def _run_variant(
     timings = Timings()
     with timings.phase("data"):
         url = None if spec.data.per_seed else ensure_data(spec, progress=progress)
-    rows = []
     with timings.phase("mlflow_start"):
         parent_id = start_parent(
             client,
@@ -255,17 +317,16 @@ def _run_variant(
             run_name=f"{spec.name} ({spec.setting})",
         )
     with run_scope(client, parent_id):
-        for seed in spec.run_seeds:
-            seeded = spec.model_copy(update={"seed": seed})
-            with timings.phase("data"):
-                seed_url = url or ensure_data(seeded, progress=progress)  # per_seed: its own
-            with timings.phase("methods"):
-                for method in spec.methods:
-                    rows.append(
-                        _record_method(
-                            seeded, method, seed_url, client, experiment_id, parent_id, progress
-                        )
-                    )
+        seeded = [spec.model_copy(update={"seed": seed}) for seed in spec.run_seeds]
+        with timings.phase("data"):  # per_seed: a store each
+            urls = [url or ensure_data(s, progress=progress) for s in seeded]
+        with timings.phase("methods"):
+            runs: list[_MethodRun] = []
+            for s, seed_url in zip(seeded, urls, strict=True):
+                for m in spec.methods:
+                    with _others_wait(list(runs), None):  # not the new run: its own start
+                        runs.append(_start_method(s, m, seed_url, client, experiment_id, parent_id))
+            rows = _run_methods(runs, client, progress)
         with timings.phase("result_logging"):
             client.log_text(parent_id, format_table(rows), "results.md")
             if spec.evaluation.figure:
@@ -284,6 +345,8 @@ def dry_run(spec: ExperimentSpec) -> str:
     for variant in spec.variants():
         where = "one store per seed" if variant.data.per_seed else f"store {store_url_of(variant)}"
         lines.append(f"#   setting {variant.setting!r}: {where}")
+        if variant.ray.shared_worker_group:
+            lines.append("#   its trainings share one Ray Train worker group (one after the other)")
         for seed in variant.run_seeds:
             seeded = variant.model_copy(update={"seed": seed})
             if variant.data.per_seed:

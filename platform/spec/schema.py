@@ -214,6 +214,9 @@ class RaySpec(Strict):
     cpus_per_worker: float | None = Field(None, gt=0.0)  # None: the cluster's CPUs / workers
     storage_path: str = "runs"  # Ray Train checkpoints (shared storage or a URI for multi-node)
     max_failures: int = Field(0, ge=-1)  # worker-group restarts (-1: unlimited)
+    # `incdyn run`: a data setting's diffusion trainings (methods x seeds) in one worker group,
+    # one after the other, so that they pay Ray Train's start once (false: a fit each)
+    shared_worker_group: bool = True
 
 
 class MlflowSpec(Strict):

@@ -110,10 +110,13 @@ def train_method(
     tracking_uri: str,
     run_id: str | None,
     callbacks: list | None = None,
+    resume_from: str | None = None,
 ) -> ray.train.Result:
     """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights).
 
     ``callbacks`` go to the Train ``RunConfig`` (a Tune trial passes ``TuneReportCallback()``).
+    ``resume_from``: a checkpoint of the same weights found elsewhere (a shared worker group's),
+    used when Ray Train holds none for this run.
     Without callbacks, a run already finished (:func:`finished_result`) is returned as stored and
     tagged ``resumed_from_step``, as a worker group resuming it would tag it.
     """
@@ -123,38 +126,71 @@ def train_method(
             if run_id:
                 RunLogger(tracking_uri, run_id).tag(TAG_RESUMED, str(spec.training.steps))
             return done
-    cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
-    resources = {"CPU": cpus}
-    if spec.ray.use_gpu:
-        resources["GPU"] = 1
-    config = {
+    scaling = scaling_config(spec)
+    config = worker_config(
+        spec, method, store_url=store_url, tracking_uri=tracking_uri, run_id=run_id,
+        cpus=scaling.resources_per_worker["CPU"], resume_from=resume_from,
+    )  # fmt: skip
+    apply_fit_env()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=scaling,
+        run_config=run_config(
+            spec, run_name(spec, method), ray.train.CheckpointConfig(num_to_keep=2), callbacks
+        ),
+    )
+    return trainer.fit()
+
+
+def worker_config(
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    *,
+    store_url: str,
+    tracking_uri: str,
+    run_id: str | None,
+    cpus: float,
+    resume_from: str | None = None,
+) -> dict:
+    """What :func:`worker.train_loop_per_worker` needs for one training on ``cpus`` per worker."""
+    return {
         "spec": spec.to_dict(),
         "method": method.model_dump(mode="json"),
         "store": store_url,
         "tracking_uri": tracking_uri,
         "run_id": run_id,
+        "train_run": run_name(spec, method),
+        "resume_from": resume_from,
         "threads": max(1, int(cpus)),
         "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
         "compile_cache": compile_cache_dir(spec) if spec.training.compile else None,
     }
-    apply_fit_env()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.ray.num_workers,
-            use_gpu=spec.ray.use_gpu,
-            resources_per_worker=resources,
-        ),
-        run_config=ray.train.RunConfig(
-            name=run_name(spec, method),
-            storage_path=storage_path(spec),
-            failure_config=ray.train.FailureConfig(max_failures=spec.ray.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks,
-        ),
+
+
+def scaling_config(spec: ExperimentSpec) -> ray.train.ScalingConfig:
+    cpus = cpus_per_worker(spec.ray.num_workers, spec.ray.cpus_per_worker)
+    resources = {"CPU": cpus}
+    if spec.ray.use_gpu:
+        resources["GPU"] = 1
+    return ray.train.ScalingConfig(
+        num_workers=spec.ray.num_workers, use_gpu=spec.ray.use_gpu, resources_per_worker=resources
     )
-    return trainer.fit()
+
+
+def run_config(
+    spec: ExperimentSpec,
+    name: str,
+    checkpoints: ray.train.CheckpointConfig,
+    callbacks: list | None = None,
+) -> ray.train.RunConfig:
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=storage_path(spec),
+        failure_config=ray.train.FailureConfig(max_failures=spec.ray.max_failures),
+        checkpoint_config=checkpoints,
+        callbacks=callbacks,
+    )
 
 
 def training_phases(
@@ -166,10 +202,13 @@ def training_phases(
     and ``train_overhead``, the rest: Ray Train's controller, the worker group's start and
     stop, the last report and the checkpoint's persistence (all of it for a run that was found
     finished and not trained again)."""
-    metrics = result.metrics or {}
-    worker: dict[str, float] = {}
-    if float(metrics.get("worker_started_at", 0.0)) >= started_at - 1.0:
-        worker = {
-            k[len(PREFIX) : -len(SUFFIX)]: float(v) for k, v in metrics.items() if is_timing(k)
-        }
+    worker = worker_phases(result.metrics or {}, started_at=started_at)
     return {**worker, "train_overhead": max(0.0, seconds - sum(worker.values()))}
+
+
+def worker_phases(metrics: dict, *, started_at: float) -> dict[str, float]:
+    """The worker's ``time_<phase>_s`` of a report, by phase; none if that worker started
+    before ``started_at`` (epoch seconds): an earlier call's training."""
+    if float(metrics.get("worker_started_at", 0.0)) < started_at - 1.0:
+        return {}
+    return {k[len(PREFIX) : -len(SUFFIX)]: float(v) for k, v in metrics.items() if is_timing(k)}

@@ -126,6 +126,7 @@ def _setup(config: dict[str, Any]) -> _Run:
         "grid": list(train_set.shape[2:]),
         "spec": config["spec"],
         "store": config["store"],
+        "train_run": config.get("train_run"),  # the Ray Train run name of these weights
     }
     return _Run(
         spec,
@@ -143,9 +144,8 @@ def _setup(config: dict[str, Any]) -> _Run:
     )
 
 
-def _resume(run: _Run) -> int:
-    """3. The step to start from: the latest checkpoint's after a failure or a rerun, else 0."""
-    checkpoint = ray.train.get_checkpoint()
+def _resume(run: _Run, checkpoint: ray.train.Checkpoint | None) -> int:
+    """3. The step to start from: ``checkpoint``'s (the latest after a failure or a rerun), else 0."""
     if not checkpoint:
         return 0
     with checkpoint.as_directory() as d:
@@ -179,9 +179,33 @@ def _checkpoint_val_metrics(run: _Run) -> dict[str, float]:
     return {"ckpt_val" + n[4:]: metrics[n] for n in names if n in metrics}
 
 
+@dataclass(frozen=True)
+class Slot:
+    """Where one training sits in a shared worker group (:mod:`group_worker`): its reports
+    carry its run name, its checkpoints are named after it, and a rank that keeps every
+    training's final checkpoint (``CheckpointConfig(num_to_keep=size + 1)`` by this rank)."""
+
+    train_run: str
+    index: int
+    size: int
+
+    def report_fields(self, step: int, final: bool) -> dict[str, Any]:
+        # finals above every intermediate; later trainings' intermediates above earlier ones'
+        rank = 10**12 + self.index if final else self.index * 10**7 + step
+        return {TRAIN_RUN_METRIC: self.train_run, RANK_METRIC: rank}
+
+    def checkpoint_dir_name(self, step: int) -> str:
+        return f"{self.train_run}-step{step:07d}"
+
+
+TRAIN_RUN_METRIC = "train_run"  # in every report of a shared group: whose training it is
+RANK_METRIC = "checkpoint_rank"  # the group's checkpoint score (Slot.report_fields)
+
+
 def _report(
-    run: _Run, step: int, metrics: dict[str, float], logger, probe, timings: Timings
-) -> None:
+    run: _Run, step: int, metrics: dict[str, Any], logger, probe, timings: Timings,
+    slot: Slot | None = None,
+) -> None:  # fmt: skip
     """Validation loss (rank 0), checkpoint when due, MLflow curves, and Ray Train's report."""
     training = run.spec.training
     save = step == training.steps or step % training.checkpoint_every == 0
@@ -208,15 +232,32 @@ def _report(
             probe.report(step, metrics["train_loss"], run.denoiser)
         metrics.update({metric_name(k): v for k, v in timings.seconds.items()})
         metrics["worker_started_at"] = run.started_at
+        dir_name = None
+        if slot is not None:
+            metrics.update(slot.report_fields(step, final=step == training.steps))
+            dir_name = slot.checkpoint_dir_name(step) if ckpt is not None else None
         with timings.phase("report"):
-            ray.train.report(metrics, checkpoint=ckpt)
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=dir_name)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One training: resumes from Ray Train's latest checkpoint of this run, else from
+    ``config["resume_from"]`` (a checkpoint of the same weights found elsewhere)."""
+    resume_from = config.get("resume_from")
+    checkpoint = ray.train.get_checkpoint() or (
+        ray.train.Checkpoint(resume_from) if resume_from else None
+    )
+    train(config, checkpoint)
+
+
+def train(
+    config: dict[str, Any], checkpoint: ray.train.Checkpoint | None, slot: Slot | None = None
+) -> None:
+    """Alg. 1 on this worker, from ``checkpoint``'s step (or 0) to ``training.steps``."""
     timings, started_at = Timings(), time.time()
     with timings.phase("worker_setup"):
         run = _setup(config)
-        step = _resume(run)
+        step = _resume(run, checkpoint)
     run.started_at = started_at
     training, seed = run.spec.training, run.spec.seed
     resumed = step > 0
@@ -280,7 +321,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             }
             running, count, t0 = 0.0, 0, time.perf_counter()
             timings.add("steps", t0 - mark)
-            _report(run, step, metrics, logger, probe, timings)
+            _report(run, step, metrics, logger, probe, timings, slot)
             mark = time.perf_counter()
         epoch += 1
     if run.world > 1:

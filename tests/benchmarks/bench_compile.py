@@ -21,11 +21,19 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from bench_lib import TrainStep, gemm_peak, interleaved, make_batch, make_model, row, run_json
+from bench_lib import (
+    TrainStep,
+    gemm_peak,
+    interleaved,
+    make_batch,
+    make_model,
+    print_rows,
+    row,
+    run_json,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 EFFICIENCY_TARGET = 0.40  # of the GEMM peak, as item 2
@@ -122,15 +130,7 @@ def main() -> None:
     out["loadavg_end"] = os.getloadavg()
     out["elapsed_s"] = time.perf_counter() - start
     out["rows"] = compile_rows(out)
-    for r in out["rows"]:
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
-        note = f"  [{r['note']}]" if r["note"] else ""
-        print(f"{r['item']:>2} {r['value']:>10.3g} {r['unit']:<6} {r['target']:<8} {met:<4} "
-              f"{r['figure']}{note}")  # fmt: skip
-    load = [tuple(round(x, 1) for x in out[k]) for k in ("loadavg_start", "loadavg_end")]
-    print(f"{out['elapsed_s']:.0f} s; load average (1, 5, 15 min) {load[0]} -> {load[1]}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+    print_rows(out, args.out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,20 @@ def row(item: str, figure: str, value: float | None, unit: str = "", *, target: 
             "met": met, "note": note}  # fmt: skip
 
 
+def print_rows(out: dict[str, Any], path: str | None) -> None:
+    """Print ``out["rows"]`` and the load average of a script run alone; write ``out`` to
+    ``path`` (JSON) if given."""
+    for r in out["rows"]:
+        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        note = f"  [{r['note']}]" if r["note"] else ""
+        print(f"{r['item']:>2} {r['value']:>10.3g} {r['unit']:<6} {r['target']:<8} {met:<4} "
+              f"{r['figure']}{note}")  # fmt: skip
+    load = [tuple(round(x, 1) for x in out[k]) for k in ("loadavg_start", "loadavg_end")]
+    print(f"{out['elapsed_s']:.0f} s; load average (1, 5, 15 min) {load[0]} -> {load[1]}")
+    if path:
+        Path(path).write_text(json.dumps(out, indent=1, default=str))
+
+
 def timeit(fn: Callable[[], Any], *, repeat: int, warmup: int = 1, budget_s: float = 0.0,
            max_runs: int = 30) -> dict[str, float]:  # fmt: skip
     """Seconds per call of ``fn``: ``best`` (min) and ``median``. At least ``repeat`` calls, then
