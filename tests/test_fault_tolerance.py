@@ -5,6 +5,8 @@
   registered checkpoint and finishes; the MLflow run is tagged ``resumed_from_step`` and ends
   FINISHED.
 - The same kill with ``ray.max_failures: 0`` fails the run; rerunning the same spec resumes.
+- In a worker group shared by two trainings, a kill during the second one restarts the group,
+  which skips the finished first training and resumes the second from its checkpoint.
 - A checkpoint save interrupted at any point leaves the previous checkpoint whole and loadable.
 
 To hit the middle of the run deterministically, the killer waits until rank 0 has reported a
@@ -34,6 +36,7 @@ from incdyn.platform.experiment.run import run_experiment
 from incdyn.platform.spec import parse_spec
 from incdyn.platform.tracking import ROLE_METHOD, TAG_RESUMED, TAG_ROLE
 from incdyn.platform.train.driver import run_name, storage_path
+from incdyn.platform.train.group import TrainingJob, group_name
 from incdyn.platform.train.probe import read_probes
 
 STEPS, LOG_EVERY, CHECKPOINT_EVERY, KILL_AFTER = 16, 2, 4, 8
@@ -61,11 +64,14 @@ class Killer(threading.Thread):
         self.killed_pid: int | None = None
         self.checkpoint_step: int | None = None  # latest checkpoint registered at the kill
 
+    def due(self, rank0: dict) -> bool:
+        return rank0["step"] >= self.after_step
+
     def run(self) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             rank0 = read_probes(self.probe_dir).get(0) if self.probe_dir.is_dir() else None
-            if rank0 and rank0["step"] >= self.after_step:
+            if rank0 and self.due(rank0):
                 os.kill(rank0["pid"], signal.SIGSTOP)
                 time.sleep(3.0)  # let Ray Train register a checkpoint reported just before
                 latest = ray.train.Result.from_path(str(self.run_dir)).checkpoint
@@ -156,6 +162,50 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
     assert rerun.data.tags[TAG_RESUMED] == str(killer.checkpoint_step)
     steps = _logged_steps(spec, rerun)
     assert steps[0] == killer.checkpoint_step + LOG_EVERY and steps[-1] == STEPS
+
+
+class SecondTrainingKiller(Killer):
+    """Kills rank 0 once it has reported ``after_step`` of the group's training ``second``."""
+
+    def __init__(self, probe_dir: Path, run_dir: Path, after_step: int, second: str) -> None:
+        super().__init__(probe_dir, run_dir, after_step)
+        self.second = second
+
+    def due(self, rank0: dict) -> bool:
+        return rank0["train_run"] == self.second and super().due(rank0)
+
+
+def test_killed_shared_group_skips_the_finished_training_and_resumes_the_other(
+    tmp_path, store, ray_local, monkeypatch
+):
+    methods = [
+        {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 2},
+        {"name": "missdiff", "ensemble": 1, "allow_zero_exposure": True,
+         "partition": {"context_ratio": 1.0, "query_ratio": 1.0}},
+    ]  # fmt: skip
+    raw = tiny_spec(tmp=tmp_path, store=store, workers=1, max_failures=1, **FAULTS)
+    spec = parse_spec({**raw, "methods": methods})
+    jobs = [TrainingJob(spec, m, "", None) for m in spec.methods]
+    run_dir = Path(storage_path(spec)) / group_name(jobs)
+    monkeypatch.setenv("INCDYN_PROBE_DIR", str(tmp_path / "probe"))
+    killer = SecondTrainingKiller(tmp_path / "probe", run_dir, KILL_AFTER, jobs[1].name)
+    killer.start()
+    run_experiment(spec, progress=False)
+    killer.join(timeout=5)
+    assert killer.killed_pid is not None, "the group finished before it could be killed"
+    resumed = killer.checkpoint_step
+    assert CHECKPOINT_EVERY <= resumed < STEPS
+
+    first, second = _method_runs(spec)  # ours, then missdiff
+    assert {first.info.status, second.info.status} == {"FINISHED"}
+    assert TAG_RESUMED not in first.data.tags and second.data.tags[TAG_RESUMED] == str(resumed)
+    # the first training was not trained again after the restart; the second resumed
+    assert _logged_steps(spec, first) == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+    steps = _logged_steps(spec, second)
+    assert all(steps.count(s) == 1 for s in range(LOG_EVERY, resumed + 1, LOG_EVERY))
+    rank0 = read_probes(tmp_path / "probe")[0]
+    assert rank0["pid"] != killer.killed_pid
+    assert rank0["start_step"] == resumed and rank0["step"] == STEPS
 
 
 # -- atomic checkpoint writes ------------------------------------------------------------------

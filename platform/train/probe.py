@@ -2,7 +2,8 @@
 
 With ``$INCDYN_PROBE_DIR`` set in the driver (``train_method`` passes it to the workers as
 ``probe_dir``), every worker rewrites ``worker<rank>.json`` there at each report: its node and
-process, the step it started from (non-zero after a resume), the sample indices it read per
+process, the training (its Ray Train run name), the step it started from (non-zero after a
+resume), the sample indices it read per
 epoch, its own train loss (before DDP averages anything) and a SHA-256 of its parameters, which
 is identical on every rank when DDP all-reduces the gradients. The directory must be shared by
 the workers' nodes (any local path when they all run on one machine).
@@ -31,7 +32,15 @@ def parameter_digest(model: torch.nn.Module) -> str:
 class WorkerProbe:
     """Collects what one worker did and writes it atomically (tmp file + rename) on ``report``."""
 
-    def __init__(self, directory: str | Path, *, rank: int, world: int, start_step: int) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        rank: int,
+        world: int,
+        start_step: int,
+        train_run: str | None = None,
+    ) -> None:
         self.path = Path(directory) / f"worker{rank}.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.record = {
@@ -39,6 +48,7 @@ class WorkerProbe:
             "world": world,
             "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
+            "train_run": train_run,  # which training (several share a worker group)
             "start_step": start_step,
             "step": start_step,
             "indices": {},  # epoch -> sample indices this worker read, in order

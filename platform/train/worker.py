@@ -270,7 +270,13 @@ def train(
         logger.tag(TAG_RESUMED, str(step))
     # Diagnostics for tests: per-worker node, sample indices and parameter checksum (probe.py).
     probe = (
-        WorkerProbe(config["probe_dir"], rank=run.rank, world=run.world, start_step=step)
+        WorkerProbe(
+            config["probe_dir"],
+            rank=run.rank,
+            world=run.world,
+            start_step=step,
+            train_run=config.get("train_run"),
+        )
         if config.get("probe_dir")
         else None
     )
