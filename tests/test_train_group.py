@@ -4,10 +4,13 @@ training, found finished on a rerun, and a part-trained training resumed from th
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from conftest import tiny_spec
 from mlflow.tracking import MlflowClient
+from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
 from incdyn.platform.checkpoint import load_denoiser, read_meta
 from incdyn.platform.experiment.run import run_experiment
@@ -152,3 +155,16 @@ def test_a_part_trained_training_resumes_from_the_groups_checkpoint(grouped, tmp
     assert client.get_run(run_id).data.tags[TAG_RESUMED] == "3"
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [6]
     assert storage_path(alone) == str(tmp_path / "runs")
+
+
+def test_an_unreadable_group_folder_is_skipped_with_a_warning(grouped):
+    tmp, _spec, _, names = grouped
+    broken = tmp / "runs" / f"grouped{GROUP_MARK}0000000000"
+    broken.mkdir()
+    try:
+        (broken / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).write_text("{not json")
+        with pytest.warns(UserWarning, match=f"skipping {broken}"):
+            found = stored_checkpoints(tmp / "runs", names)
+        assert {n: step for n, (step, _) in found.items()} == {n: 6 for n in names}
+    finally:
+        shutil.rmtree(broken)

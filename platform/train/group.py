@@ -18,8 +18,10 @@ one found part-trained resumes from it.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,25 +83,33 @@ def _latest(found: dict, name: str, step: int, checkpoint: ray.train.Checkpoint)
 
 def stored_checkpoints(root: Path, names: list[str]) -> dict[str, tuple[int, ray.train.Checkpoint]]:
     """The latest stored (step, checkpoint) of each training in ``names``: in its own Ray Train
-    run folder under ``root`` or in any shared group's."""
+    run folder under ``root`` or in a shared group's of the same experiment. A folder that cannot
+    be read is skipped with a warning (its trainings then train again)."""
     found: dict[str, tuple[int, ray.train.Checkpoint]] = {}
-    folders = [root / n for n in names] + sorted(root.glob(f"*{GROUP_MARK}*"))
-    for folder in folders:
+    prefixes = {n.rsplit("-", 1)[0] for n in names}  # the experiments' names (run_name)
+    groups = sorted(g for p in prefixes for g in root.glob(f"{glob.escape(p)}{GROUP_MARK}*"))
+    for folder in [root / n for n in names] + groups:
         if not folder.is_dir():
             continue
         try:
-            result = ray.train.Result.from_path(str(folder))
+            _read_folder(folder, names, found)
         except RuntimeError:  # no Ray Train snapshot (a run that never reported a checkpoint)
             continue
-        if GROUP_MARK not in folder.name:
-            if result.checkpoint is not None:
-                step = int(read_meta(result.checkpoint.path)["step"])
-                _latest(found, folder.name, step, result.checkpoint)
-            continue
-        for checkpoint, metrics in result.best_checkpoints or []:
-            if metrics.get(TRAIN_RUN_METRIC) in names:
-                _latest(found, metrics[TRAIN_RUN_METRIC], int(metrics["step"]), checkpoint)
+        except Exception as err:  # unreadable: its trainings are not found, so they train again
+            warnings.warn(f"skipping {folder} (not a readable Ray Train run: {err})", stacklevel=2)
     return found
+
+
+def _read_folder(folder: Path, names: list[str], found: dict) -> None:
+    result = ray.train.Result.from_path(str(folder))
+    if GROUP_MARK not in folder.name:
+        if result.checkpoint is not None:
+            step = int(read_meta(result.checkpoint.path)["step"])
+            _latest(found, folder.name, step, result.checkpoint)
+        return
+    for checkpoint, metrics in result.best_checkpoints or []:
+        if metrics.get(TRAIN_RUN_METRIC) in names:
+            _latest(found, metrics[TRAIN_RUN_METRIC], int(metrics["step"]), checkpoint)
 
 
 def train_jobs(
