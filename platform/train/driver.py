@@ -1,9 +1,9 @@
-"""Train one diffusion method with Ray Train's ``TorchTrainer`` (DDP across workers).
+"""Train one diffusion method with Ray Train's ``TorchTrainer`` (DDP across workers); the
+configs shared with :mod:`group`, which trains several in one worker group.
 
-The run's name is derived from the resolved spec (no timestamps): rerunning the same spec
+The run's name is derived from the resolved spec (no timestamps): fitting the same spec again
 resumes from its latest checkpoint in ``RunConfig.storage_path``. A run whose latest checkpoint
-already holds every step is read back with ``Result.from_path`` without starting a worker group
-(e.g. MissDiff's twin ``r1.0`` in ``experiments/repro_cpu``, which shares MissDiff's training).
+already holds every step is read back with ``Result.from_path`` without starting a worker group.
 
 Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s by
 default), and it notices the end of training only at a poll: incdyn sets
