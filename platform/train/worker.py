@@ -250,25 +250,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train(config, checkpoint)
 
 
-def train(
-    config: dict[str, Any], checkpoint: ray.train.Checkpoint | None, slot: Slot | None = None
-) -> None:
-    """Alg. 1 on this worker, from ``checkpoint``'s step (or 0) to ``training.steps``."""
-    timings, started_at = Timings(), time.time()
-    with timings.phase("worker_setup"):
-        run = _setup(config)
-        step = _resume(run, checkpoint)
-    run.started_at = started_at
-    training, seed = run.spec.training, run.spec.seed
-    resumed = step > 0
+def _observers(config: dict[str, Any], run: _Run, step: int):
+    """Rank 0's MLflow curve logger (the run tagged ``resumed_from_step`` after a resume), and
+    the per-worker diagnostics for tests: node, sample indices, parameter checksum (probe.py)."""
     logger = (
         RunLogger(config["tracking_uri"], config["run_id"])
         if run.rank == 0 and config.get("run_id")
         else None
     )
-    if logger and resumed:
+    if logger and step > 0:
         logger.tag(TAG_RESUMED, str(step))
-    # Diagnostics for tests: per-worker node, sample indices and parameter checksum (probe.py).
     probe = (
         WorkerProbe(
             config["probe_dir"],
@@ -280,6 +271,20 @@ def train(
         if config.get("probe_dir")
         else None
     )
+    return logger, probe
+
+
+def train(
+    config: dict[str, Any], checkpoint: ray.train.Checkpoint | None, slot: Slot | None = None
+) -> None:
+    """Alg. 1 on this worker, from ``checkpoint``'s step (or 0) to ``training.steps``."""
+    timings, started_at = Timings(), time.time()
+    with timings.phase("worker_setup"):
+        run = _setup(config)
+        step = _resume(run, checkpoint)
+    run.started_at = started_at
+    training, seed = run.spec.training, run.spec.seed
+    logger, probe = _observers(config, run, step)
     bf16 = training.precision == "bf16"  # autocast forward and loss; weights stay fp32
 
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
