@@ -105,7 +105,9 @@ def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> 
     jobs = [TrainingJob(r.spec, r.method, r.url, r.run_id) for r in diffusion]
     for r, job in zip(diffusion, jobs, strict=True):
         client.set_tag(r.run_id, TAG_TRAIN_RUN, job.name)
-    first = {job.name: job for job in reversed(jobs)}  # the run that logs each training's curves
+    first: dict[str, TrainingJob] = {}  # per training, the run that logs its curves
+    for job in jobs:
+        first.setdefault(job.name, job)
     steps = sum(job.spec.training.steps for job in first.values())
     methods = ", ".join(dict.fromkeys(r.method.name for r in diffusion))
     seeds = list(dict.fromkeys(str(job.spec.seed) for job in jobs))
@@ -116,10 +118,8 @@ def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> 
             jobs, tracking_uri=client.tracking_uri, shared=diffusion[0].spec.ray.shared_worker_group
         )
     seconds = time.perf_counter() - t0
-    seen: set[str] = set()
     for r, job in zip(diffusion, jobs, strict=True):
-        own = {} if job.name in seen else trained[job.name].phases  # shared weights: trained once
-        seen.add(job.name)
+        own = trained[job.name].phases if first[job.name] is job else {}  # shared: trained once
         for phase, s in own.items():
             r.timings.add(phase, s)
         r.timings.exclude(seconds - sum(own.values()))  # the other trainings' time

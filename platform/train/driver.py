@@ -2,8 +2,7 @@
 configs shared with :mod:`group`, which trains several in one worker group.
 
 The run's name is derived from the resolved spec (no timestamps): fitting the same spec again
-resumes from its latest checkpoint in ``RunConfig.storage_path``. A run whose latest checkpoint
-already holds every step is read back with ``Result.from_path`` without starting a worker group.
+resumes from its latest checkpoint in ``RunConfig.storage_path``.
 
 Ray Train's controller polls its workers every ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` (2 s by
 default), and it notices the end of training only at a poll: incdyn sets
@@ -25,12 +24,10 @@ from pathlib import Path
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from incdyn.platform.checkpoint import read_meta
 from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.timings import PREFIX, SUFFIX, is_timing
-from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.worker import COMPILE_CACHE_ENV, train_loop_per_worker
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
@@ -79,29 +76,6 @@ def compile_cache_dir(spec: ExperimentSpec) -> str | None:
     return None if "://" in root else str(Path(root) / "torch_compile_cache")
 
 
-def finished_result(spec: ExperimentSpec, method: DiffusionMethod) -> ray.train.Result | None:
-    """The stored result of ``method``'s run if its latest checkpoint holds every step, else None.
-
-    None also for a run never started, or one that left no checkpoint snapshot: those go to
-    ``TorchTrainer.fit``, which resumes (or starts) them.
-    """
-    root = storage_path(spec)
-    if "://" in root:
-        return None  # remote storage: let Ray Train find the run (no listing from the driver)
-    path = Path(root) / run_name(spec, method)
-    if not path.is_dir():
-        return None
-    try:
-        result = ray.train.Result.from_path(str(path))
-    except RuntimeError:  # a folder without Ray Train's checkpoint snapshot
-        return None
-    if result.checkpoint is None:
-        return None
-    with result.checkpoint.as_directory() as d:
-        step = int(read_meta(d)["step"])
-    return result if step >= spec.training.steps else None
-
-
 def train_method(
     spec: ExperimentSpec,
     method: DiffusionMethod,
@@ -116,16 +90,9 @@ def train_method(
 
     ``callbacks`` go to the Train ``RunConfig`` (a Tune trial passes ``TuneReportCallback()``).
     ``resume_from``: a checkpoint of the same weights found elsewhere (a shared worker group's),
-    used when Ray Train holds none for this run.
-    Without callbacks, a run already finished (:func:`finished_result`) is returned as stored and
-    tagged ``resumed_from_step``, as a worker group resuming it would tag it.
+    used when Ray Train holds none for this run. Finding trainings that are already finished,
+    so as not to fit them at all, is :func:`group.train_jobs`'s.
     """
-    if not callbacks:
-        done = finished_result(spec, method)
-        if done is not None:
-            if run_id:
-                RunLogger(tracking_uri, run_id).tag(TAG_RESUMED, str(spec.training.steps))
-            return done
     scaling = scaling_config(spec)
     config = worker_config(
         spec, method, store_url=store_url, tracking_uri=tracking_uri, run_id=run_id,
@@ -200,8 +167,7 @@ def training_phases(
     ``started_at`` (epoch seconds): the rank-0 worker's own phases from its last report
     (setup, steps, validation, checkpoint save, ...) when that worker started during this call,
     and ``train_overhead``, the rest: Ray Train's controller, the worker group's start and
-    stop, the last report and the checkpoint's persistence (all of it for a run that was found
-    finished and not trained again)."""
+    stop, the last report and the checkpoint's persistence."""
     worker = worker_phases(result.metrics or {}, started_at=started_at)
     return {**worker, "train_overhead": max(0.0, seconds - sum(worker.values()))}
 

@@ -196,11 +196,12 @@ def _fit_group(todo: list[TrainingJob], found: dict, tracking_uri: str) -> dict[
     started_at, t0 = time.time(), time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0
+    by_name = {j.name: j for j in todo}
     finals = {}
     for checkpoint, metrics in result.best_checkpoints or []:
-        name = metrics.get(TRAIN_RUN_METRIC)
-        job = next((j for j in todo if j.name == name), None)
+        job = by_name.get(metrics.get(TRAIN_RUN_METRIC))
         if job is not None and int(metrics["step"]) >= job.spec.training.steps:
+            name = job.name
             finals[name] = (checkpoint, worker_phases(metrics, started_at=started_at))
     missing = [j.name for j in todo if j.name not in finals]
     if missing:

@@ -20,7 +20,7 @@ from typing import Any
 import ray.train
 
 from incdyn.platform.checkpoint import read_meta
-from incdyn.platform.train.worker import Slot, train
+from incdyn.platform.train.worker import Slot, found_checkpoint, train
 
 
 def _restored_run(checkpoint: ray.train.Checkpoint | None) -> str | None:
@@ -38,10 +38,5 @@ def train_group_per_worker(config: dict[str, Any]) -> None:
     start = names.index(restored_run) if restored_run in names else 0
     for index in range(start, len(jobs)):
         job = jobs[index]
-        if index == start and restored_run == names[index]:
-            checkpoint = restored
-        elif job.get("resume_from"):
-            checkpoint = ray.train.Checkpoint(job["resume_from"])
-        else:
-            checkpoint = None
-        train(job, checkpoint, Slot(names[index], index, len(jobs)))
+        own = index == start and restored_run == names[index]
+        train(job, restored if own else found_checkpoint(job), Slot(names[index], index))

@@ -182,12 +182,11 @@ def _checkpoint_val_metrics(run: _Run) -> dict[str, float]:
 @dataclass(frozen=True)
 class Slot:
     """Where one training sits in a shared worker group (:mod:`group_worker`): its reports
-    carry its run name, its checkpoints are named after it, and a rank that keeps every
-    training's final checkpoint (``CheckpointConfig(num_to_keep=size + 1)`` by this rank)."""
+    carry its run name, its checkpoints are named after it, and a rank by which the group's
+    ``CheckpointConfig`` keeps every training's final checkpoint and the latest one."""
 
     train_run: str
     index: int
-    size: int
 
     def report_fields(self, step: int, final: bool) -> dict[str, Any]:
         # finals above every intermediate; later trainings' intermediates above earlier ones'
@@ -242,12 +241,15 @@ def _report(
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One training: resumes from Ray Train's latest checkpoint of this run, else from
-    ``config["resume_from"]`` (a checkpoint of the same weights found elsewhere)."""
-    resume_from = config.get("resume_from")
-    checkpoint = ray.train.get_checkpoint() or (
-        ray.train.Checkpoint(resume_from) if resume_from else None
-    )
-    train(config, checkpoint)
+    ``config["resume_from"]``."""
+    train(config, ray.train.get_checkpoint() or found_checkpoint(config))
+
+
+def found_checkpoint(config: dict[str, Any]) -> ray.train.Checkpoint | None:
+    """``config["resume_from"]``: a checkpoint of the same weights that the driver found
+    before the fit (a shared worker group's, or this run's own), if any."""
+    path = config.get("resume_from")
+    return ray.train.Checkpoint(path) if path else None
 
 
 def _observers(config: dict[str, Any], run: _Run, step: int):
