@@ -17,7 +17,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from incdyn.models.backbones.registry import switch_backbone
-from incdyn.platform.experiment.evaluate import Evaluation, evaluate_diffusion
+from incdyn.platform.evaluation.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 from incdyn.platform.timings import Timings
