@@ -5,6 +5,9 @@ modules import each other through any chain, and serving stays free of training.
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -196,6 +199,28 @@ def test_every_platform_sub_package_has_a_layer():
         assert f"incdyn.platform.{init.parent.name}" in LAYER_OF, init.parent.name
 
 
+def documented_layers(text: str) -> dict[str, set[str]]:
+    """The layer table of docs/architecture.md: layer -> the layers it may import."""
+    table = text.split("## Layers", 1)[1]
+    found = {}
+    rows = re.findall(r"^\| (.+?) \| .+? \| (.+?) \|$", table, flags=re.M)
+    for row in rows[1:]:  # after the header
+        layer = row[0].split(":")[0].strip("`")
+        allowed = set()
+        for part in row[1].split(", "):
+            if m := re.fullmatch(r"layers (\d)–(\d)", part):
+                allowed |= {f"layer {n}" for n in range(int(m[1]), int(m[2]) + 1)}
+            else:
+                allowed.add(part.strip("`"))
+        found[layer] = allowed
+    return found
+
+
+def test_the_documented_layer_table_is_the_one_checked():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert documented_layers(text) == ALLOWED
+
+
 def test_the_check_fails_on_an_upward_import_even_inside_a_function():
     sources = {
         "incdyn.platform.train.worker": "def score():\n    from ..experiment import evaluate\n",
@@ -267,3 +292,12 @@ def test_serving_imports_neither_ray_train_nor_the_objective():
     loaded = _loaded_statically("incdyn.platform.serve.app", sources, packages)
     for banned in NOT_FOR_SERVING:
         assert not any(m == banned or m.startswith(f"{banned}.") for m in loaded), banned
+
+
+def test_serving_loads_neither_ray_train_nor_the_objective_when_imported():
+    """At run time too: what the libraries serving imports load themselves counts here."""
+    code = "import sys, incdyn.platform.serve.app; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    for banned in NOT_FOR_SERVING:
+        assert banned not in loaded, banned
