@@ -207,7 +207,7 @@ class Imputer:
         if not ok:
             raise out
         imputed, spread = self._to_physical(values, mask, *out)
-        # -- interval bounds at the requested level (platform/evaluation/calibration.py) -----------------
+        # -- interval bounds at the requested level (platform/evaluation/calibration.py) ------
         q = self._inflation(opts.level, opts.k)
         lower, upper = interval(imputed, spread, q, channel_axis=1)
         return {
