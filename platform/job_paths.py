@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from incdyn.platform.spec import ExperimentSpec, SpecError
+from incdyn.platform.spec import ExperimentSpec, SpecError, variants_of
 
 HOME_ENV = "INCDYN_HOME"
 JOB_ENV = ("RAY_JOB_CONFIG_JSON_ENV_VAR", "RAY_JOB_ID")  # entrypoint, workers
@@ -64,7 +64,7 @@ def check_job_paths(spec: ExperimentSpec) -> None:
         home()  # still refuses a relative $INCDYN_HOME
         return
     problems = []
-    for variant in spec.variants():
+    for variant in variants_of(spec):
         url = variant.store_url
         if "://" not in url and not os.path.isabs(url):
             where = f" (setting {variant.setting!r})" if variant.setting else ""

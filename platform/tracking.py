@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
@@ -259,6 +259,24 @@ def log_evaluation(
             folder, name = EXAMPLE_PATH.rsplit("/", 1)
             np.savez_compressed(Path(tmp) / name, truth=truth, mask=mask, imputed=imputed)
             client.log_artifact(run_id, str(Path(tmp) / name), folder)
+
+
+def search_all(
+    client: MlflowClient,
+    experiment_id: str,
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+) -> list[Run]:
+    """Every run of the experiment matching ``filter_string`` (all result pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def read_example(client: MlflowClient, run_id: str) -> dict[str, np.ndarray] | None:

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from incdyn.datasets.metrics.ensemble_scores import EnsembleScores, points_of
-from incdyn.platform.calibration import (
+from incdyn.platform.evaluation.calibration import (
     Calibration,
     conformal_quantile,
     fit_calibration,

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from incdyn.datasets.masks import MaskFamily, blocks_to_mask
 from incdyn.models.exposure import _block_masks, _exact_exposure, audit, pixel_exposure
 from incdyn.models.partition import Partition
-from incdyn.platform.experiment.exposure_view import exposure_figure, exposure_summary
+from incdyn.platform.evaluation.exposure_view import exposure_figure, exposure_summary
 
 BLOCK_5_9 = MaskFamily(kind="block", k=5, blocks=3)
 PIXEL_PART = Partition(kind="pixel", context_ratio=0.7, query_ratio=0.7)

@@ -15,7 +15,7 @@ from incdyn.datasets.masks import MaskFamily, block_index, sample_masks
 from incdyn.datasets.metrics.heldout import HeldoutError
 from incdyn.datasets.store import open_split
 from incdyn.models.baselines.classical import impute_batch
-from incdyn.platform.experiment import evaluate
+from incdyn.platform.evaluation import evaluate
 from incdyn.platform.spec import SpecError, parse_spec
 from incdyn.platform.sweep.summary import TrialRecord, summarize
 

@@ -6,7 +6,8 @@ import numpy as np
 from conftest import tiny_spec
 
 from incdyn.datasets.store import open_split
-from incdyn.platform.experiment.run import dry_run, ensure_data
+from incdyn.platform.data_prep import ensure_data
+from incdyn.platform.experiment.run import dry_run
 from incdyn.platform.spec import parse_spec
 
 

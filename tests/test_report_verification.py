@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.experiment.verification import Verification, log_verification
+from incdyn.platform.evaluation.verification import Verification, log_verification
 from incdyn.platform.report.verification import build_verification
 from incdyn.platform.tracking import log_evaluation
 

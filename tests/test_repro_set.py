@@ -10,7 +10,7 @@ from pathlib import Path
 
 from incdyn.platform.report import cli as report_cli
 from incdyn.platform.report.claims import load_claims
-from incdyn.platform.spec import DiffusionMethod, load_spec
+from incdyn.platform.spec import DiffusionMethod, load_spec, variants_of
 from incdyn.platform.train.driver import run_name
 
 REPRO = Path(__file__).resolve().parents[1] / "experiments" / "repro_cpu"
@@ -46,9 +46,11 @@ def test_no_repro_row_or_setting_is_chosen_on_truth_or_test():
 def test_every_claim_row_is_a_method_of_a_repro_setting():
     claims = load_claims(REPRO / "claims.yaml")
     offered = {
-        (v.setting, m.name) for spec in _repro_specs() for v in spec.variants() for m in v.methods
+        (v.setting, m.name) for spec in _repro_specs() for v in variants_of(spec) for m in v.methods
     }
-    assert {v.experiment_name for s in _repro_specs() for v in s.variants()} == {claims.experiment}
+    assert {v.experiment_name for s in _repro_specs() for v in variants_of(s)} == {
+        claims.experiment
+    }
     for claim in claims.claims:
         for part in claim.parts:
             for row in part.rows:
@@ -69,7 +71,7 @@ def test_repro_seeds_draw_their_own_data_and_trainings_are_shared_only_at_infere
     assert names["r1.0"] == names["missdiff"]  # Table 6's (1, 1) is MissDiff's model
     assert len(set(names.values())) == len(names) - 1
     ours = specs["repro-pixel-ns"]  # the same setting, data sets and training as its baselines
-    assert ours.variants()[0].setting == pixel.variants()[0].setting
+    assert variants_of(ours)[0].setting == variants_of(pixel)[0].setting
     for field in ("seed", "data", "backbone", "schedule", "training", "evaluation"):
         assert getattr(ours, field) == getattr(pixel, field), field
     oracle = specs["repro-oracle-ns"]

@@ -17,8 +17,8 @@ import torch
 
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.samplers.single import ensemble_impute
-from incdyn.platform.calibration import Calibration, save_calibration
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser, save_checkpoint
+from incdyn.platform.evaluation.calibration import Calibration, save_calibration
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.client import ServeError, health, impute
 from incdyn.platform.spec import ExperimentSpec

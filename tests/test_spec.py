@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from incdyn.platform.experiment.run import dry_run
-from incdyn.platform.spec import SpecError, apply_overrides, load_spec, parse_spec
+from incdyn.platform.spec import SpecError, apply_overrides, load_spec, parse_spec, variants_of
 
 SPECS = sorted(
     p
@@ -35,7 +35,7 @@ def test_paper_tables_each_have_a_spec_with_a_smoke_profile():
             Path(__file__).resolve().parents[1] / "experiments" / "paper" / f"{name}.yaml",
             ["profile=smoke"],
         )
-        for variant in spec.variants():
+        for variant in variants_of(spec):
             assert variant.training.steps <= 50 and variant.data.n_train <= 64
             assert (
                 not variant.ray.use_gpu and variant.data.source != "era5"
@@ -51,7 +51,7 @@ def test_settings_become_variants_with_their_own_store_and_shared_experiment():
             ]
         )
     )
-    a, b = spec.variants()
+    a, b = variants_of(spec)
     assert (a.data.observation.p, b.data.observation.p) == (0.8, 0.2)
     assert a.store_url != b.store_url and a.experiment_name == b.experiment_name == "t"
     assert a.setting != b.setting

@@ -107,7 +107,7 @@ def test_malformed_store_errors_name_store_and_variable(tmp_path, store):
 def test_quickstart_store_hides_every_unobserved_training_point(tmp_path, ray_local):
     from pathlib import Path
 
-    from incdyn.platform.experiment.run import ensure_data
+    from incdyn.platform.data_prep import ensure_data
     from incdyn.platform.spec import load_spec
 
     spec_path = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
@@ -125,7 +125,7 @@ def test_quickstart_store_hides_every_unobserved_training_point(tmp_path, ray_lo
     [("navier_stokes", "quickstart"), ("shallow_water", "small"), ("advection", "small")],
 )
 def test_each_data_set_generates_from_a_spec(tmp_path, ray_local, source, preset):
-    from incdyn.platform.experiment.run import ensure_data
+    from incdyn.platform.data_prep import ensure_data
     from incdyn.platform.spec import parse_spec
 
     spec = parse_spec(

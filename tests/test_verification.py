@@ -17,8 +17,8 @@ from incdyn.datasets.masks import MaskFamily
 from incdyn.datasets.store import normalization, open_split
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.platform.checkpoint import save_checkpoint
-from incdyn.platform.experiment.evaluate import evaluate_diffusion
-from incdyn.platform.experiment.verification import fit_k_curve
+from incdyn.platform.evaluation.evaluate import evaluate_diffusion
+from incdyn.platform.evaluation.verification import fit_k_curve
 from incdyn.platform.spec import ExperimentSpec
 
 BACKBONE = {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1}
@@ -129,7 +129,7 @@ def test_k_curve_fit_recovers_a_plus_b_over_k():
 @pytest.mark.parametrize(("kind", "members"), [("multi", 2), ("direct", 4)])
 def test_multi_and_direct_methods_are_scored_on_their_own_members(setup, kind, members):
     from incdyn.platform.checkpoint import load_denoiser
-    from incdyn.platform.experiment.verification import verify_diffusion
+    from incdyn.platform.evaluation.verification import verify_diffusion
     from incdyn.platform.sampling import sampler_plan
 
     url, ckpt, _, _ = setup

@@ -12,7 +12,7 @@ from incdyn.datasets.holdout import HoldoutSpec
 from incdyn.datasets.masks import MaskFamily
 from incdyn.datasets.sources.xarray_source import XarraySourceError, domain_of, split_windows
 from incdyn.datasets.store import open_split
-from incdyn.platform.experiment.evaluate import evaluate_classical
+from incdyn.platform.evaluation.evaluate import evaluate_classical
 
 T, LAT, LON = SEA_GRID
 

@@ -30,6 +30,7 @@ from incdyn.models.samplers.forward import (
     merge_observed,
 )
 from incdyn.models.samplers.single import ensemble_impute
+from incdyn.models.schedule import VPSchedule
 
 Weight = Literal["zero", "t", "t2"]
 WEIGHTS: dict[str, Callable[[float], float]] = {
@@ -107,9 +108,7 @@ def multistep_impute(
     """
     w_of = _weight_of(steps, k, weight)
     step_partition = partition if step_partition is None else step_partition
-    schedule = denoiser.schedule
     b, _, frames, h, w = x_obs.shape
-    device, dtype = x_obs.device, x_obs.dtype
     observed = mask.unsqueeze(1).expand_as(x_obs)
     known = torch.where(observed, x_obs, torch.zeros_like(x_obs))
     if mu0 is None:
@@ -123,32 +122,70 @@ def multistep_impute(
             max_batch=max_batch,
             max_points=max_points,
         )
-
-    def coeffs(t: float) -> tuple[float, float]:
-        tt = torch.tensor(t, dtype=torch.float64)
-        return float(schedule.alpha(tt)), float(schedule.sigma(tt))
-
-    times = torch.linspace(1.0, schedule.t_min, steps + 1, dtype=torch.float64).tolist()
-    eps = torch.randn(x_obs.shape, generator=generator, device=device, dtype=dtype)
-    a, s = coeffs(times[0])
-    x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
-    for t, t_next in itertools.pairwise(times):
-        ctx = whole_grid_contexts(family, step_partition, b, (frames, h, w), generator, device)
-        d = denoise_chunked(denoiser, x, ctx, t, max_batch, max_points)
-        x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D
-        x0 = torch.where(observed, x_obs, x0)
-        a, s = coeffs(t)
-        a_next, s_next = coeffs(t_next)
-        eps_hat = (x - a * x0) / s  # DDIM (η = 0): keep the implied noise
-        x = a_next * x0 + s_next * eps_hat
-        x = torch.where(observed, a_next * x_obs + s_next * eps, x)  # RePaint: known data
-
+    times = torch.linspace(1.0, denoiser.schedule.t_min, steps + 1, dtype=torch.float64).tolist()
+    x = _reverse_steps(
+        denoiser,
+        x_obs,
+        observed,
+        known,
+        mu0,
+        times,
+        w_of,
+        family,
+        step_partition,
+        generator=generator,
+        max_batch=max_batch,
+        max_points=max_points,
+    )
     # Final ensemble step at t_min over K whole-grid context masks.
-    t_end = times[-1]
-    ctx = whole_grid_contexts(family, step_partition, b * k, (frames, h, w), generator, device)
+    t_end, w_end = times[-1], w_of(times[-1])
+    ctx = whole_grid_contexts(family, step_partition, b * k, (frames, h, w), generator, x.device)
     preds = denoise_chunked(
         denoiser, x.repeat_interleave(k, dim=0), ctx, t_end, max_batch, max_points
     )
     mean, std = ensemble_stats(preds.view(b, k, *x_obs.shape[1:]))
-    w_end = w_of(t_end)
     return merge_observed(x_obs, mask, torch.lerp(mean, mu0, w_end), (1.0 - w_end) * std)
+
+
+def _coeffs(schedule: VPSchedule, t: float) -> tuple[float, float]:
+    """``(α_t, σ_t)`` of the schedule at ``t``."""
+    tt = torch.tensor(t, dtype=torch.float64)
+    return float(schedule.alpha(tt)), float(schedule.sigma(tt))
+
+
+def _reverse_steps(
+    denoiser: Denoiser,
+    x_obs: torch.Tensor,
+    observed: torch.Tensor,
+    known: torch.Tensor,
+    mu0: torch.Tensor,
+    times: list[float],
+    w_of: Callable[[float], float],
+    family: MaskFamily,
+    partition: Partition,
+    *,
+    generator: torch.Generator,
+    max_batch: int,
+    max_points: int,
+) -> torch.Tensor:
+    """The reverse DDIM steps from ``times[0] = 1`` to ``times[-1] = t_min``; returns ``x`` at
+    ``t_min``, ``(B, C, T, H, W)``. ``observed`` is the mask broadcast to the fields and
+    ``known`` the fields with zeros at unobserved points; each step draws a fresh whole-grid
+    context ``M′`` of ``family`` and ``partition`` (Eq. 26)."""
+    schedule = denoiser.schedule
+    b, _, frames, h, w = x_obs.shape
+    device = x_obs.device
+    eps = torch.randn(x_obs.shape, generator=generator, device=device, dtype=x_obs.dtype)
+    a, s = _coeffs(schedule, times[0])
+    x = a * known + s * eps  # pure noise (σ(1) ≈ 1) at unobserved points
+    for t, t_next in itertools.pairwise(times):
+        ctx = whole_grid_contexts(family, partition, b, (frames, h, w), generator, device)
+        d = denoise_chunked(denoiser, x, ctx, t, max_batch, max_points)
+        x0 = torch.lerp(d, mu0, w_of(t))  # Eq. 28: w·μ₀ + (1 − w)·D
+        x0 = torch.where(observed, x_obs, x0)
+        a, s = _coeffs(schedule, t)
+        a_next, s_next = _coeffs(schedule, t_next)
+        eps_hat = (x - a * x0) / s  # DDIM (η = 0): keep the implied noise
+        x = a_next * x0 + s_next * eps_hat
+        x = torch.where(observed, a_next * x_obs + s_next * eps, x)  # RePaint: known data
+    return x

@@ -1,1 +1,1 @@
-"""Experiment commands: run, data, audit and evaluation."""
+"""Experiment commands: run, data and audit."""

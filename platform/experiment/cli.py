@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(args.spec, args.overrides)
         if args.command == "audit":
-            from incdyn.platform.experiment.audit import run_audit
+            from incdyn.platform.evaluation.audit import run_audit
 
             return run_audit(spec, args.out)
         if args.command == "data":
-            from incdyn.platform.experiment.run import ensure_data
+            from incdyn.platform.data_prep import ensure_data
             from incdyn.platform.job_paths import check_job_paths
             from incdyn.platform.ray_session import init_ray
 

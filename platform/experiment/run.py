@@ -22,22 +22,22 @@ import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
-from incdyn.datasets.build import build_store, store_config
-from incdyn.platform.calibration import save_calibration
 from incdyn.platform.console import configure, training_bar
-from incdyn.platform.experiment.audit import check_exposure
-from incdyn.platform.experiment.evaluate import (
+from incdyn.platform.data_prep import ensure_data, store_url_of
+from incdyn.platform.evaluation.audit import check_exposure
+from incdyn.platform.evaluation.calibration import save_calibration
+from incdyn.platform.evaluation.evaluate import (
     Evaluation,
     evaluate_classical,
     evaluate_diffusion,
 )
-from incdyn.platform.experiment.verification import log_verification
-from incdyn.platform.job_paths import check_job_paths, resolve_local
+from incdyn.platform.evaluation.verification import log_verification
+from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.registry.publish import model_tags, publish_model
 from incdyn.platform.report.comparison import log_parent_comparison
 from incdyn.platform.report.figures import imputation_figure
-from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec, variants_of
 from incdyn.platform.timings import Timings
 from incdyn.platform.tracking import (
     ROLE_EXPERIMENT,
@@ -53,34 +53,6 @@ from incdyn.platform.tracking import (
 from incdyn.platform.train.driver import run_name
 from incdyn.platform.train.group import Trained, TrainingJob, train_jobs
 from incdyn.platform.ui.view import mark_experiment
-
-
-def store_url_of(spec: ExperimentSpec) -> str:
-    return resolve_local(spec.store_url)
-
-
-def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
-    """Generate (Ray tasks) or reuse the spec's store; returns its absolute URL."""
-    d = spec.data
-    config = store_config(
-        source=d.source,
-        preset=d.preset,
-        params=dict(d.params),
-        sizes={"train": d.n_train, "val": d.n_val, "test": d.n_test},
-        chunk=d.chunk,
-        family=d.observation,
-        seed=spec.seed,
-        test_family=d.test_observation,
-        holdout=spec.evaluation.holdout,
-        train_truth=any(
-            isinstance(m, DiffusionMethod) and m.training_data == "complete" for m in spec.methods
-        ),
-    )
-    url = store_url_of(spec)
-    status = build_store(url, config, progress=progress)
-    if progress and status == "reused":
-        print(f"store {url}: reusing the finished data set")
-    return url
 
 
 @dataclass
@@ -265,7 +237,7 @@ def run_experiment(
     Ray's own logs out of the console (progress bars and the table only).
     """
     check_job_paths(spec)  # in a Ray job: nothing written where the job's folder loses it
-    variants = spec.variants()
+    variants = variants_of(spec)
     for variant in variants:
         check_exposure(variant)
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
@@ -342,7 +314,7 @@ def dry_run(spec: ExperimentSpec) -> str:
         "# resolved:",
         f"#   mlflow: {resolve_tracking_uri(spec.mlflow.tracking_uri)} (experiment {spec.experiment_name!r})",
     ]
-    for variant in spec.variants():
+    for variant in variants_of(spec):
         where = "one store per seed" if variant.data.per_seed else f"store {store_url_of(variant)}"
         lines.append(f"#   setting {variant.setting!r}: {where}")
         if variant.ray.shared_worker_group:

@@ -29,8 +29,8 @@ class CheckpointImputer(mlflow.pyfunc.PythonModel):
     """Imputes ``(T, C, H, W)`` fields (NaN at missing points) with a trained denoiser."""
 
     def load_context(self, context: Any) -> None:
-        from incdyn.platform.calibration import load_calibration
         from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
+        from incdyn.platform.evaluation.calibration import load_calibration
         from incdyn.platform.sampling import sampler_plan
 
         directory = context.artifacts[CHECKPOINT_ARTIFACT]
@@ -51,7 +51,7 @@ class CheckpointImputer(mlflow.pyfunc.PythonModel):
         ``imputed`` (the observed points unchanged), ``spread`` (the ensemble's std per point)
         and the interval bounds ``lower``/``upper``, each ``(T, C, H, W)``."""
         from incdyn.models.samplers.request import SeededRequest, single_step
-        from incdyn.platform.calibration import interval, served_inflation
+        from incdyn.platform.evaluation.calibration import interval, served_inflation
 
         params = params or {}
         level = float(params.get("level") or 0.9)

@@ -31,6 +31,7 @@ from incdyn.platform.tracking import (
     TAG_ROLE,
     TAG_SEED,
     read_example,
+    search_all,
 )
 
 TEST_PREFIX = "test_"
@@ -177,8 +178,6 @@ def log_comparison(
 
 def log_parent_comparison(client: MlflowClient, parent_id: str, *, title: str) -> list[str]:
     """Log the comparison of the FINISHED method runs under ``parent_id`` to that parent."""
-    from incdyn.platform.report.tables import search_all
-
     parent = client.get_run(parent_id)
     runs = search_all(
         client,

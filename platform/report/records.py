@@ -26,6 +26,7 @@ from incdyn.platform.tracking import (
     TAG_SETTING,
     TAG_SPEC,
     TAG_VARIANT,
+    search_all,
 )
 
 FIXED = ("experiment", "run_id", "run_name", "status", "start_time", "end_time")
@@ -94,8 +95,6 @@ def record_of(run: Run, experiment: str) -> RunRecord:
 
 def mlflow_records(experiment: str, client: MlflowClient) -> list[RunRecord]:
     """Every FINISHED run of ``experiment``, oldest first (its final metric values)."""
-    from incdyn.platform.report.tables import search_all  # tables builds reports from records
-
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())

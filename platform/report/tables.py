@@ -37,24 +37,6 @@ from incdyn.platform.tracking import (
 )
 
 
-def search_all(
-    client: MlflowClient,
-    experiment_id: str,
-    filter_string: str = "",
-    order_by: list[str] | None = None,
-) -> list[Run]:
-    """Every run of the experiment matching ``filter_string`` (all result pages)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 @dataclass(frozen=True)
 class Cell:
     values: tuple[float, ...]

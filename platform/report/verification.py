@@ -19,8 +19,8 @@ from typing import Literal
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.evaluation.verification_figures import k_curve_figure, rank_histogram_figure
 from incdyn.platform.report.tables import build_report
-from incdyn.platform.report.verification_figures import k_curve_figure, rank_histogram_figure
 from incdyn.platform.tracking import resolve_tracking_uri
 
 COLUMNS = {  # metric -> column header

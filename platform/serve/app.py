@@ -40,8 +40,8 @@ from ray import serve
 
 from incdyn.models.samplers.registry import SAMPLERS
 from incdyn.models.samplers.request import SeededRequest, impute_requests
-from incdyn.platform.calibration import interval, load_calibration, served_inflation
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
+from incdyn.platform.evaluation.calibration import interval, load_calibration, served_inflation
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.body import read_body
 from incdyn.platform.serve.codec import (
@@ -207,7 +207,7 @@ class Imputer:
         if not ok:
             raise out
         imputed, spread = self._to_physical(values, mask, *out)
-        # -- interval bounds at the requested level (platform/calibration.py) -----------------
+        # -- interval bounds at the requested level (platform/evaluation/calibration.py) ------
         q = self._inflation(opts.level, opts.k)
         lower, upper = interval(imputed, spread, q, channel_axis=1)
         return {

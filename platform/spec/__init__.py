@@ -12,6 +12,7 @@ from incdyn.platform.spec.loading import (
     dump_spec,
     load_spec,
     parse_spec,
+    variants_of,
 )
 from incdyn.platform.spec.schema import (
     CLASSICAL_KINDS,
@@ -58,4 +59,5 @@ __all__ = [
     "dump_spec",
     "load_spec",
     "parse_spec",
+    "variants_of",
 ]

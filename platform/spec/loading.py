@@ -1,4 +1,5 @@
-"""Loading a spec: YAML, profiles, ``--set`` overrides and field-path error messages."""
+"""Loading a spec: YAML, profiles, ``--set`` overrides, field-path error messages, and a spec's
+data settings as specs of their own."""
 
 from __future__ import annotations
 
@@ -143,6 +144,24 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
         # --set may choose the profile; the profile goes in first, then --set wins over it
         raw = apply_overrides(_apply_profile(apply_overrides(raw, overrides), str(path)), overrides)
     return parse_spec(raw, str(path))
+
+
+def variants_of(spec: ExperimentSpec) -> list[ExperimentSpec]:
+    """One spec per data setting (the spec itself when it has none), named ``<name>-<setting>``."""
+    if not spec.settings:
+        return [spec]
+    base = {k: v for k, v in spec.to_dict().items() if k != "settings"}
+    out = []
+    for setting in spec.settings:
+        items = [
+            f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
+            for k, v in setting.overrides.items()
+        ]
+        raw = apply_overrides(base, items)
+        raw["name"] = f"{spec.name}-{setting.name}"
+        raw["mlflow"] = {**raw.get("mlflow", {}), "experiment": spec.experiment_name}
+        out.append(parse_spec(raw, f"{spec.name} setting {setting.name!r}"))
+    return out
 
 
 def dump_spec(spec: ExperimentSpec) -> str:

@@ -6,7 +6,6 @@ import datetime
 import posixpath
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from incdyn.datasets.holdout import HoldoutSpec
@@ -293,25 +292,6 @@ class ExperimentSpec(Strict):
     # -- derived values ----------------------------------------------------------------------
     def backbone_of(self, method: DiffusionMethod) -> BackboneSpec:
         return method.backbone or self.backbone
-
-    def variants(self) -> list[ExperimentSpec]:
-        """One spec per data setting (the spec itself when it has none), named ``<name>-<setting>``."""
-        from incdyn.platform.spec.loading import apply_overrides, parse_spec  # loading imports this
-
-        if not self.settings:
-            return [self]
-        base = {k: v for k, v in self.to_dict().items() if k != "settings"}
-        out = []
-        for setting in self.settings:
-            items = [
-                f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}"
-                for k, v in setting.overrides.items()
-            ]
-            raw = apply_overrides(base, items)
-            raw["name"] = f"{self.name}-{setting.name}"
-            raw["mlflow"] = {**raw.get("mlflow", {}), "experiment": self.experiment_name}
-            out.append(parse_spec(raw, f"{self.name} setting {setting.name!r}"))
-        return out
 
     def method(self, name: str) -> DiffusionMethod | ClassicalMethod:
         for m in self.methods:

@@ -28,11 +28,11 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from incdyn.platform.console import configure, trial_bar_callback
-from incdyn.platform.experiment.audit import check_exposure
-from incdyn.platform.experiment.run import ensure_data
+from incdyn.platform.data_prep import ensure_data
+from incdyn.platform.evaluation.audit import check_exposure
 from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.ray_session import init_ray
-from incdyn.platform.spec import ExperimentSpec
+from incdyn.platform.spec import ExperimentSpec, variants_of
 from incdyn.platform.sweep.resources import (
     TRIAL_CPU,
     TrialResources,
@@ -133,7 +133,7 @@ def run_sweep(
         "query_ratio": list(query_ratios or [template.partition.query_ratio]),
         "backbone": list(backbones or [spec.backbone_of(template).name]),
     }
-    variants = spec.variants()
+    variants = variants_of(spec)
     _check_trials(spec, variants, method, axes)
     seeds = spec.run_seeds if mode == "grid" else [spec.seed]
     n_trials = (

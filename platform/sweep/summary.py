@@ -4,7 +4,7 @@ The best configuration has the lowest mean of the spec's criterion over the seed
 that finished and were evaluated: ``val_heldout_mse`` — the imputation error of the trial's
 sampler at the validation split's held-out observed points, no truth needed — or, when the spec
 asks for it (or has no held-out points), ``val_mse``, the error against the validation truth
-(:func:`~incdyn.platform.experiment.evaluate.evaluate_diffusion`); ``test_mse`` is reported beside
+(:func:`~incdyn.platform.evaluation.evaluate.evaluate_diffusion`); ``test_mse`` is reported beside
 it and never chooses. Where both criteria exist, their rank agreement across the configurations
 (Spearman's ρ) is printed and logged. ``val_loss`` (the
 training objective on the validation split's observed values) is shown too, but it does not
@@ -25,7 +25,6 @@ from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.report.tables import search_all
 from incdyn.platform.sweep.agreement import spearman
 from incdyn.platform.tracking import (
     ROLE_TRIAL,
@@ -35,6 +34,7 @@ from incdyn.platform.tracking import (
     TAG_ROLE,
     TAG_STOPPED,
     TAG_TUNE_TRIAL,
+    search_all,
 )
 
 

@@ -17,7 +17,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from incdyn.models.backbones.registry import switch_backbone
-from incdyn.platform.experiment.evaluate import Evaluation, evaluate_diffusion
+from incdyn.platform.evaluation.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 from incdyn.platform.timings import Timings
@@ -111,6 +111,55 @@ def _evaluate_remote(
     return ray.get(task.remote(checkpoint, threads, spec, method, store_url))
 
 
+def _train(
+    spec: ExperimentSpec,
+    method: DiffusionMethod,
+    store_url: str,
+    tracking_uri: str,
+    run_id: str,
+    timings: Timings,
+) -> ray.train.Result:
+    """The trial's Ray Train fit, each report forwarded to Tune; its phases go to ``timings``."""
+    started_at, t0 = time.time(), time.perf_counter()
+    result = train_method(
+        spec,
+        method,
+        store_url=store_url,
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        callbacks=[TuneReportCallback()],
+    )
+    fit_s = time.perf_counter() - t0
+    for phase, seconds in training_phases(result, started_at=started_at, seconds=fit_s).items():
+        timings.add(phase, seconds)
+    return result
+
+
+def _record(
+    client: MlflowClient,
+    run_id: str,
+    spec: ExperimentSpec,
+    checkpoint: ray.train.Checkpoint,
+    ev: Evaluation,
+    timings: Timings,
+    *,
+    title: str,
+) -> None:
+    """Log the trial's checkpoint, test metrics, figure and wall-time phases; end it FINISHED."""
+    with timings.phase("checkpoint_artifacts"), checkpoint.as_directory() as ckpt:
+        client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
+    figure = None
+    if spec.evaluation.figure:
+        with timings.phase("figure"):
+            figure = imputation_figure(
+                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
+            )
+    with timings.phase("result_logging"):
+        log_evaluation(client, run_id, {**ev.metrics, "seconds": timings.elapsed()}, figure=figure)
+    log_metrics(client, run_id, timings.metrics())
+    client.set_terminated(run_id, "FINISHED")
+
+
 def run_trial(
     config: dict[str, Any],
     *,
@@ -154,18 +203,7 @@ def run_trial(
         )
 
     # 1. Train through Ray Train; TuneReportCallback forwards each report (val_loss) to Tune.
-    started_at, t0 = time.time(), time.perf_counter()
-    result = train_method(
-        spec,
-        m,
-        store_url=store_url,
-        tracking_uri=tracking_uri,
-        run_id=run_id,
-        callbacks=[TuneReportCallback()],
-    )
-    fit_s = time.perf_counter() - t0
-    for phase, seconds in training_phases(result, started_at=started_at, seconds=fit_s).items():
-        timings.add(phase, seconds)
+    result = _train(spec, m, store_url, tracking_uri, run_id, timings)
     if result.checkpoint is None:
         raise RuntimeError(f"trial {config}: training left no checkpoint ({result.error})")
 
@@ -175,19 +213,8 @@ def run_trial(
         ev = _evaluate_remote(result.checkpoint, spec, m, store_url, cpus_per_worker)
 
     # 3. Record checkpoint, test metrics, figure, wall-time phases; FINISHED once evaluated.
-    with timings.phase("checkpoint_artifacts"), result.checkpoint.as_directory() as ckpt:
-        client.log_artifacts(run_id, ckpt, artifact_path="checkpoint")
-    figure = None
-    if spec.evaluation.figure:
-        title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
-        with timings.phase("figure"):
-            figure = imputation_figure(
-                ev.example_truth, ev.example_mask, ev.example_imputed, title=title
-            )
-    with timings.phase("result_logging"):
-        log_evaluation(client, run_id, {**ev.metrics, "seconds": timings.elapsed()}, figure=figure)
-    log_metrics(client, run_id, timings.metrics())
-    client.set_terminated(run_id, "FINISHED")
+    title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
+    _record(client, run_id, spec, result.checkpoint, ev, timings, title=title)
 
     # 4. Last Tune result: Tune repeats it when the function returns, and ASHA wants val_loss in it.
     val_loss = (result.metrics or {}).get("val_loss")

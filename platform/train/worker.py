@@ -160,7 +160,7 @@ def _resume(run: _Run, checkpoint: ray.train.Checkpoint | None) -> int:
 def _checkpoint_val_metrics(run: _Run) -> dict[str, float]:
     """``ckpt_val_mse`` / ``ckpt_val_heldout_mse`` of the current weights: the method's
     single-step ensemble on ``training.val_samples`` validation samples (rank 0 only)."""
-    from incdyn.platform.experiment.evaluate import impute_validation
+    from incdyn.platform.evaluation.evaluate import impute_validation
 
     was_training = run.denoiser.training
     run.denoiser.eval()

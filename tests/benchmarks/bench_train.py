@@ -24,7 +24,7 @@ from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.objective import data_matching_loss
 from incdyn.models.partition import partition_for
-from incdyn.platform.experiment.run import ensure_data
+from incdyn.platform.data_prep import ensure_data
 from incdyn.platform.spec import ExperimentSpec, parse_spec
 from incdyn.platform.train.driver import train_method
 from incdyn.platform.train.lr_schedule import learning_rate

@@ -17,7 +17,7 @@ truth in the test split (a data set's own gaps) steps 1–3 are skipped and step
 4. **Held-out observed points** (truth-free), where the split carries a ``holdout`` variable:
    the points are withheld from the model and scored against their observed values
    (``*_heldout``). On the validation split they fit the split-conformal calibration
-   (:mod:`incdyn.platform.calibration`), then applied to the test split's points.
+   (:mod:`incdyn.platform.evaluation.calibration`), then applied to the test split's points.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from incdyn.datasets.store import open_split, store_domain
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.samplers.members import sampler_members
 from incdyn.models.samplers.registry import SamplerPlan
-from incdyn.platform.calibration import Calibration, fit_calibration
+from incdyn.platform.evaluation.calibration import CALIBRATION_FILE, Calibration, fit_calibration
 from incdyn.platform.spec import ExperimentSpec
 
 HOLDOUT = "holdout"  # bool (sample, time, y, x) in val/test: observed points withheld
@@ -229,8 +229,10 @@ K_CURVE_FIGURE = "figures/error_vs_k.png"
 def log_verification(client, run_id: str, verification: Verification, *, title: str) -> None:
     """Figures, rank counts and K-curve (``verification.json``) and the calibration
     (``calibration.json``, also inside the ``checkpoint`` artifact that serving downloads)."""
-    from incdyn.platform.calibration import CALIBRATION_FILE
-    from incdyn.platform.report.verification_figures import k_curve_figure, rank_histogram_figure
+    from incdyn.platform.evaluation.verification_figures import (
+        k_curve_figure,
+        rank_histogram_figure,
+    )
 
     record = {"ranks": verification.ranks, "k_curve": verification.k_curve, "fit": verification.fit}
     client.log_dict(run_id, record, "verification.json")

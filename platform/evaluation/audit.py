@@ -17,8 +17,8 @@ import torch
 from incdyn.datasets.generators import make_config
 from incdyn.models.exposure import ExposureReport, audit
 from incdyn.models.partition import partition_for
-from incdyn.platform.experiment.exposure_view import exposure_figure, exposure_summary
-from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, SpecError
+from incdyn.platform.evaluation.exposure_view import exposure_figure, exposure_summary
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, SpecError, variants_of
 
 
 def audit_spec(spec: ExperimentSpec, *, samples: int = 2000) -> dict[str, ExposureReport]:
@@ -63,7 +63,7 @@ def run_audit(spec: ExperimentSpec, out_dir: str | Path) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     status = 0
-    for variant in spec.variants():
+    for variant in variants_of(spec):
         for name, report in audit_spec(variant).items():
             print(f"[{variant.name}] {name}: {exposure_summary(report)}")
             path = out / f"{variant.name}-{name}-exposure.png"

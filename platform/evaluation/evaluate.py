@@ -216,7 +216,7 @@ def evaluate_diffusion(
     # -- ensemble verification, error against K, calibration: verification.py --------------
     verification = None
     if spec.evaluation.verification.enabled:
-        from incdyn.platform.experiment.verification import verify_diffusion
+        from incdyn.platform.evaluation.verification import verify_diffusion
 
         verification = verify_diffusion(
             denoiser, spec, plan, chosen, store_url=store_url, limit=limit, device=device

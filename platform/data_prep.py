@@ -1,0 +1,36 @@
+"""Data preparation for a spec: its store's absolute URL, and the store generated as Ray tasks
+or reused when it is already finished."""
+
+from __future__ import annotations
+
+from incdyn.datasets.build import build_store, store_config
+from incdyn.platform.job_paths import resolve_local
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
+
+
+def store_url_of(spec: ExperimentSpec) -> str:
+    return resolve_local(spec.store_url)
+
+
+def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
+    """Generate (Ray tasks) or reuse the spec's store; returns its absolute URL."""
+    d = spec.data
+    config = store_config(
+        source=d.source,
+        preset=d.preset,
+        params=dict(d.params),
+        sizes={"train": d.n_train, "val": d.n_val, "test": d.n_test},
+        chunk=d.chunk,
+        family=d.observation,
+        seed=spec.seed,
+        test_family=d.test_observation,
+        holdout=spec.evaluation.holdout,
+        train_truth=any(
+            isinstance(m, DiffusionMethod) and m.training_data == "complete" for m in spec.methods
+        ),
+    )
+    url = store_url_of(spec)
+    status = build_store(url, config, progress=progress)
+    if progress and status == "reused":
+        print(f"store {url}: reusing the finished data set")
+    return url
