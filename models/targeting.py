@@ -52,13 +52,35 @@ def anomalies(members: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(0, keepdim=True)) / (x.shape[0] - 1) ** 0.5
 
 
-def _unit_gram(a: torch.Tensor, unit_of: torch.Tensor, n_units: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class Units:
+    """Candidate observation units as (entry, unit) pairs; units may share entries (stations
+    whose disks overlap).
+
+    Attributes:
+        entry: long ``(M,)``: flat field entries.
+        unit: long ``(M,)``: the unit ``0 … N − 1`` each entry belongs to.
+        count: ``N``, the number of units.
+    """
+
+    entry: torch.Tensor
+    unit: torch.Tensor
+    count: int
+
+    @classmethod
+    def of(cls, unit_of: torch.Tensor) -> Units:
+        """Disjoint units from a long map of the unit of every entry (``-1``: in none)."""
+        entry = (unit_of.flatten() >= 0).nonzero().flatten()
+        unit = unit_of.flatten()[entry]
+        return cls(entry, unit, int(unit.max()) + 1 if len(unit) else 0)
+
+
+def _unit_gram(a: torch.Tensor, units: Units) -> torch.Tensor:
     """``Q_u = A_S A_Sᵀ`` of every unit, ``(N, K, K)``: the sum of ``a_p a_pᵀ`` over its entries."""
-    inside = unit_of >= 0
-    cols = a[:, inside]  # (K, P_u)
-    outer = cols.T[:, :, None] * cols.T[:, None, :]  # (P_u, K, K)
-    q = torch.zeros(n_units, a.shape[0], a.shape[0], dtype=a.dtype)
-    return q.index_add_(0, unit_of[inside], outer)
+    cols = a[:, units.entry].T  # (M, K)
+    outer = cols[:, :, None] * cols[:, None, :]  # (M, K, K)
+    q = torch.zeros(units.count, a.shape[0], a.shape[0], dtype=a.dtype)
+    return q.index_add_(0, units.unit, outer)
 
 
 def _reductions(g: torch.Tensor, q: torch.Tensor, noise_var: float) -> torch.Tensor:
@@ -76,7 +98,7 @@ def _transform(q: torch.Tensor, noise_var: float) -> torch.Tensor:
 
 def suggest_units(
     members: torch.Tensor,
-    unit_of: torch.Tensor,
+    units: Units,
     budget: int,
     *,
     noise_var: float,
@@ -88,8 +110,8 @@ def suggest_units(
 
     Args:
         members: ``(K, P)`` ensemble members over the field's entries (flattened).
-        unit_of: long ``(P,)``: the unit each entry belongs to, ``-1`` where an entry is in no
-            candidate unit (observed already, outside the domain, another frame).
+        units: the candidate units (entries observed already, outside the domain or of
+            another frame belong to none).
         budget: number of units to choose, at most the number of candidate units.
         noise_var: variance ``r² > 0`` of an observation's noise, in the members' units.
         target: bool ``(P,)``: the entries whose summed variance counts (default: all).
@@ -99,13 +121,10 @@ def suggest_units(
     Returns:
         The picks in order, none repeated.
     """
-    if unit_of.shape != members.shape[1:] or unit_of.dtype != torch.long:
-        raise ValueError(f"unit_of must be long {tuple(members.shape[1:])}, got {unit_of.dtype}")
     if noise_var <= 0.0:
         raise ValueError(f"noise_var={noise_var} must be > 0 (the observation's noise variance)")
-    n_units = int(unit_of.max()) + 1 if unit_of.numel() else 0
-    present = torch.zeros(n_units, dtype=torch.bool)
-    present[unit_of[unit_of >= 0]] = True
+    present = torch.zeros(units.count, dtype=torch.bool)
+    present[units.unit] = True
     if not 0 < budget <= int(present.sum()):
         raise ValueError(
             f"budget={budget}: there are {int(present.sum())} candidate units "
@@ -114,8 +133,8 @@ def suggest_units(
     a = anomalies(members)
     t = a if target is None else a[:, target]
     g = t @ t.T
-    q = _unit_gram(a, unit_of, n_units)
-    order = _fixed_order(rule, a, unit_of, present, budget, generator)
+    q = _unit_gram(a, units)
+    order = _fixed_order(rule, a, units, present, budget, generator)
     picks: list[Pick] = []
     for step in range(budget):
         gain = _reductions(g, q, noise_var)
@@ -134,7 +153,7 @@ def suggest_units(
 def _fixed_order(
     rule: Rule,
     a: torch.Tensor,
-    unit_of: torch.Tensor,
+    units: Units,
     present: torch.Tensor,
     budget: int,
     generator: torch.Generator | None,
@@ -144,9 +163,8 @@ def _fixed_order(
         return None
     candidates = present.nonzero().flatten()
     if rule == "spread":
-        inside = unit_of >= 0
-        spread = torch.zeros(len(present), dtype=a.dtype)
-        spread.index_add_(0, unit_of[inside], (a[:, inside] ** 2).sum(0))
+        spread = torch.zeros(units.count, dtype=a.dtype)
+        spread.index_add_(0, units.unit, (a[:, units.entry] ** 2).sum(0))
         return candidates[spread[candidates].argsort(descending=True)[:budget]].tolist()
     if rule == "random":
         if generator is None:
