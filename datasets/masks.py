@@ -56,6 +56,16 @@ class MaskFamily(BaseModel):
             )
         return self
 
+    def describe(self) -> str:
+        """The family in a few words, as reports name it (``cloud p=0.5 scale=4 per frame``)."""
+        text = {
+            "pixel": f"pixel p={self.p:g}",
+            "block": f"block {self.k}/{self.blocks**2}",
+            "station": f"station {self.stations}×r{self.radius:g}",
+            "cloud": f"cloud p={self.p:g} scale={self.scale:g}",
+        }[self.kind]
+        return text if self.static else f"{text} per frame"
+
 
 def block_slices(size: int, blocks: int) -> list[slice]:
     """Split ``size`` grid points into ``blocks`` contiguous tiles (the first tiles get the rest)."""

@@ -289,10 +289,14 @@ def audit(
         raise ValueError(
             f"partition.static={partition.static} must equal family.static={family.static}"
         )
+    enumerable = family.kind == "block" and partition.kind in ("pixel", "block")
     if method == "auto":
-        method = "exact" if family.kind == "block" else "mc"
-    if method == "exact" and family.kind != "block":
-        raise ValueError("the exact audit enumerates block masks: use method='mc' for pixel masks")
+        method = "exact" if enumerable else "mc"
+    if method == "exact" and not enumerable:
+        raise ValueError(
+            "the exact audit enumerates block masks under pixel or block partitions: "
+            "use method='mc'"
+        )
     if method == "exact":
         _, ctx, _ = _draw(family, partition, samples, frames, h, w, generator)
         outside = ~ctx

@@ -15,6 +15,13 @@ observation family (Principle 1: uniform query exposure):
   centre is drawn uniformly among those points. Every site of an isolated station is one, so
   isolated stations are dropped whole; where disks overlap, station-sized disks between the
   sites count too. At least one observed point stays in the context.
+- cloud partition (cloud masks; Principle 1 carried from tiles to clouds): a cloud drawn like
+  the family's own (a smooth random field of the family's correlation length, thresholded to
+  cover ``1 − r_ctx`` of the grid) hides the observed points under it: ``M_qry`` = those points
+  (or all of ``M`` with ``query_all``), ``M_ctx`` = the rest. Given a context, any point
+  outside it may lie under the hidden cloud, however large the real gap around it; a pixel
+  partition hides pinholes only, so the inside of a large real gap is never queried. At least
+  one observed point per frame stays in the context.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from incdyn.datasets.masks import MaskFamily, block_index, disk_kernel
+from incdyn.datasets.masks import MaskFamily, block_index, cloud_masks, disk_kernel
 
 Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
 
@@ -68,12 +75,13 @@ class PartitionSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["pixel", "block", "station"] = "pixel"  # the observation family's structure
-    context_ratio: Ratio = 0.7  # pixel: probability that an observed point enters the context
+    kind: Literal["pixel", "block", "station", "cloud"] = "pixel"  # the masks' structure
+    context_ratio: Ratio = 0.7  # pixel: probability that an observed point enters the context;
+    # cloud: share of the grid outside the hidden cloud region
     query_ratio: Ratio = 0.7  # pixel: probability that an observed point enters the query
     drop_blocks: int = Field(1, ge=1)  # block: observed tiles moved from context to query
     drop_stations: int = Field(1, ge=1)  # station: whole stations moved from context to query
-    query_all: bool = False  # block/station: query all of M, not only the dropped part
+    query_all: bool = False  # block/station/cloud: query all of M, not only the dropped part
 
 
 class Partition(PartitionSpec):
@@ -83,11 +91,14 @@ class Partition(PartitionSpec):
         blocks: block partition: tiles per side (the observation family's).
         static: one spatial partition for all frames (matches static observation masks).
         radius: station partition: disk radius in grid points (the observation family's).
+        scale: cloud partition: correlation length of the hidden clouds in grid points (the
+            observation family's).
     """
 
     blocks: int = Field(3, ge=1)
     static: bool = True
     radius: float = Field(3.0, ge=0.0)
+    scale: float = Field(4.0, gt=0.0)
 
     def _bernoulli(self, mask: torch.Tensor, ratio: float, g: torch.Generator) -> torch.Tensor:
         if ratio >= 1.0:
@@ -148,6 +159,19 @@ class Partition(PartitionSpec):
             dropped = torch.where(ok[:, None, None], candidate, dropped)
         return self._remove(mask, dropped.view(frames.shape))
 
+    def _clouds(self, mask: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        # a cloud drawn like the family's clouds hides ``1 − r_ctx`` of the grid; at least one
+        # observed point stays in the context
+        frames = mask if not self.static else mask[:, :1]
+        b, t, h, w = frames.shape
+        if self.context_ratio >= 1.0:
+            return self._remove(mask, torch.zeros_like(frames))
+        clouds = MaskFamily(kind="cloud", p=1.0 - self.context_ratio, scale=self.scale)
+        hidden = cloud_masks(clouds, b * t, h, w, g).view(b, t, h, w).to(mask.device)
+        empty = ~(frames & ~hidden).flatten(2).any(-1)  # (B, T): the cloud hid every point
+        hidden &= ~empty[..., None, None]
+        return self._remove(mask, hidden)
+
     def _remove(
         self, mask: torch.Tensor, dropped: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,6 +194,8 @@ class Partition(PartitionSpec):
             return self._blocks(mask, generator)
         if self.kind == "station":
             return self._stations(mask, generator)
+        if self.kind == "cloud":
+            return self._clouds(mask, generator)
         ctx = self._bernoulli(mask, self.context_ratio, generator)
         qry = self._bernoulli(mask, self.query_ratio, generator)
         return ctx, qry
@@ -180,6 +206,8 @@ class Partition(PartitionSpec):
             return self._blocks(mask, generator)[0]
         if self.kind == "station":
             return self._stations(mask, generator)[0]
+        if self.kind == "cloud":
+            return self._clouds(mask, generator)[0]
         return self._bernoulli(mask, self.context_ratio, generator)
 
     def with_context_ratio(self, ratio: float) -> Partition:
@@ -190,7 +218,11 @@ class Partition(PartitionSpec):
 def partition_for(strategy: PartitionSpec, family: MaskFamily) -> Partition:
     """A method's partition strategy with the structure of the observation family."""
     return Partition(
-        **strategy.model_dump(), blocks=family.blocks, static=family.static, radius=family.radius
+        **strategy.model_dump(),
+        blocks=family.blocks,
+        static=family.static,
+        radius=family.radius,
+        scale=family.scale,
     )
 
 

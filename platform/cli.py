@@ -7,6 +7,7 @@
     incdyn report EXPERIMENT [--metric test_mse] [--out DIR]  # paper table from MLflow alone
     incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
     incdyn ui [SPEC] [--port P]                         # MLflow UI, opened on the methods' comparison
+    incdyn suggest MODEL --input URL --time T --budget N  # where to observe next
 
 The same ``incdyn run SPEC`` is the entrypoint of ``ray job submit -- incdyn run SPEC``.
 """
@@ -21,6 +22,7 @@ from types import ModuleType
 from incdyn.platform.experiment import cli as experiment_cli
 from incdyn.platform.report import cli as report_cli
 from incdyn.platform.serve import cli as serve_cli
+from incdyn.platform.suggest import cli as suggest_cli
 from incdyn.platform.sweep import cli as sweep_cli
 from incdyn.platform.ui import cli as ui_cli
 
@@ -30,6 +32,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "sweep": sweep_cli,
     "report": report_cli,
     "serve": serve_cli,
+    "suggest": suggest_cli,
     "ui": ui_cli,
 }
 

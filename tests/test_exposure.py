@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from incdyn.datasets.masks import MaskFamily, blocks_to_mask
 from incdyn.models.exposure import _block_masks, _exact_exposure, audit, pixel_exposure
-from incdyn.models.partition import Partition
+from incdyn.models.partition import Partition, PartitionSpec, partition_for
 from incdyn.platform.evaluation.exposure_view import exposure_figure, exposure_summary
 
 BLOCK_5_9 = MaskFamily(kind="block", k=5, blocks=3)
@@ -117,3 +117,20 @@ def test_per_frame_masks_and_bad_arguments():
         _audit(per_frame, BLOCK_PART)
     with pytest.raises(ValueError, match="mc"):
         _audit(MaskFamily(kind="pixel"), PIXEL_PART, method="exact")
+
+
+def test_cloud_masks_refuse_the_pixel_partition_and_accept_the_cloud_one():
+    # clouds of correlation length 2 on a 12×12 grid, half of it observed, a fresh one per
+    # frame: a pixel context leaves whole tiles empty only where M is empty there, so those
+    # points are never queried; a cloud-shaped query reaches them (Principle 1)
+    family = MaskFamily(kind="cloud", p=0.5, scale=2.0, static=False)
+    verdicts = {}
+    for kind in ("pixel", "cloud"):
+        part = partition_for(PartitionSpec(kind=kind, context_ratio=0.7), family)
+        report = _audit(family, part, h=12, w=12, samples=2000, max_samples=12000)
+        verdicts[kind] = report
+    assert verdicts["pixel"].zero_fraction > 0.5
+    assert not verdicts["cloud"].has_zero_exposure and verdicts["cloud"].minimum > 0.0
+    summary = exposure_summary(verdicts["cloud"])
+    assert "cloud p=0.5 scale=2 per frame masks, cloud r_ctx=0.7 partition" in summary
+    assert "block" not in summary

@@ -85,3 +85,30 @@ def test_inference_partition_keeps_the_training_input_density():
     assert inference_partition(blocks, block_family, MaskFamily(kind="pixel", p=0.1)) == (
         partition_for(blocks, block_family)
     )  # the ratio rule is for pixel partitions only
+
+
+def test_cloud_partition_hides_observed_points_under_clouds():
+    m = _masks("cloud", p=0.6, scale=3.0, static=False)
+    part = Partition(kind="cloud", context_ratio=0.7, scale=3.0, static=False)
+    ctx, qry = part.split(m, torch.Generator().manual_seed(0))
+    assert torch.equal(ctx | qry, m) and not (ctx & qry).any()
+    assert abs(qry.sum() / m.sum() - 0.3) < 0.03  # the cloud covers 1 − r_ctx of the grid
+    hidden = m & ~ctx
+    # clouds, not pinholes: a hidden point's right neighbour is hidden far more often than
+    # the 30 % an independent draw gives
+    pairs = hidden[..., :-1] & m[..., 1:]
+    assert (pairs & hidden[..., 1:]).sum() / pairs.sum() > 0.6
+    assert not (ctx == ctx[:, :1]).all()  # per-frame masks: a fresh cloud every frame
+    again = part.split(m, torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], ctx) and torch.equal(again[1], qry)
+    full = Partition(kind="cloud", query_all=True, scale=3.0, static=False)
+    assert torch.equal(full.split(m, torch.Generator().manual_seed(0))[1], m)
+
+
+def test_cloud_partition_keeps_one_context_point():
+    m = torch.zeros(8, 2, 12, 12, dtype=torch.bool)
+    m[:, :, 5, 5] = True  # one observed point per frame: a cloud may not hide it
+    ctx, qry = Partition(kind="cloud", context_ratio=0.2, scale=4.0).split(
+        m, torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(ctx, m) and not qry.any()

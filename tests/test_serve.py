@@ -247,7 +247,7 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(served, name):
 def test_model_from_mlflow_run(tmp_path):
     import mlflow
 
-    from incdyn.platform.serve.model_source import resolve_checkpoint
+    from incdyn.platform.registry.model_source import resolve_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "checkpoint")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -321,4 +321,54 @@ def test_oversized_body_gets_413_json_not_a_reset(served, chunked):
     resp = requests.post(url + "/impute", data=body, timeout=60)  # keep-alive: answered at once
     assert resp.status_code == 413 and "over the limit" in resp.json()["error"]
     imputed, _ = impute(url, _V, _M, k=2, seed=0)  # and the replica keeps serving
+    assert imputed.shape == _V.shape
+
+
+def test_suggest_route_answers_the_offline_choice(served):
+    from incdyn.platform.suggest.window import UnitRequest, suggest_window
+
+    url, ckpt = served
+    body = {"values": _V.tolist(), "mask": _M.tolist(), "budget": 3, "k": 4, "seed": 5}
+    answer = requests.post(url + "/suggest", json=body, timeout=60).json()
+    assert answer["frame"] == FRAMES - 1 and answer["unit"] == "point" and answer["k"] == 4
+    denoiser, meta = load_denoiser(ckpt)
+    x = (_V - np.asarray(MEAN, np.float32).reshape(1, -1, 1, 1)) / np.asarray(
+        STD, np.float32
+    ).reshape(1, -1, 1, 1)
+    x = torch.from_numpy(np.where(_M[:, None], x, 0).astype(np.float32).transpose(1, 0, 2, 3))
+    plan = sampler_plan(*checkpoint_spec(meta))
+    expected = suggest_window(
+        denoiser, plan, x.contiguous(), torch.from_numpy(_M),
+        UnitRequest(frame=FRAMES - 1, budget=3), k=4, generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    assert [(p["y"], p["x"]) for p in answer["picks"]] == [(p["y"], p["x"]) for p in expected.picks]
+    assert all(not _M[FRAMES - 1, p["y"], p["x"]] for p in answer["picks"])
+    np.testing.assert_allclose(
+        [p["reduction"] for p in answer["picks"]],
+        [p["reduction"] for p in expected.picks],
+        rtol=1e-5,
+    )
+
+
+SUGGEST_BAD = {
+    "no-budget": ({}, "budget: Field required"),
+    "budget-too-large": ({"budget": 10_000}, "budget=10000: there are"),
+    "unit": ({"budget": 1, "unit": "satellite"}, "unit: Input should be"),
+    "frame": ({"budget": 1, "frame": FRAMES}, f"frame: {FRAMES} lies outside"),
+    "noise": ({"budget": 1, "noise": 0}, "noise: Input should be greater than 0"),
+    "k-one": ({"budget": 1, "k": 1}, "k: Input should be greater than or equal to 2"),
+    "k-large": ({"budget": 1, "k": MAX_K + 1}, f"k={MAX_K + 1} is out of range"),
+    "unknown": ({"budget": 1, "budjet": 2}, "budjet: Extra inputs are not permitted"),
+}
+
+
+@pytest.mark.parametrize("name", list(SUGGEST_BAD))
+def test_bad_suggest_request_gets_422_and_server_keeps_serving(served, name):
+    url, _ = served
+    options, words = SUGGEST_BAD[name]
+    body = {"values": _V.tolist(), "mask": _M.tolist(), **options}
+    resp = requests.post(url + "/suggest", json=body, timeout=60)
+    assert resp.status_code == 422, resp.text
+    assert words in resp.json()["error"]
+    imputed, _ = impute(url, _V, _M, k=2, seed=0)
     assert imputed.shape == _V.shape

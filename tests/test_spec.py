@@ -75,6 +75,8 @@ def test_bad_values_name_the_field():
         parse_spec({"name": "t", "methods": [{"name": "x"}, {"name": "x"}]})
     with pytest.raises(SpecError, match="block partition needs block observation masks"):
         parse_spec({"name": "t", "methods": [{"name": "x", "partition": {"kind": "block"}}]})
+    with pytest.raises(SpecError, match="cloud partition needs cloud observation masks"):
+        parse_spec({"name": "t", "methods": [{"name": "x", "partition": {"kind": "cloud"}}]})
 
 
 def test_overrides_by_path_and_by_method_name():

@@ -12,11 +12,11 @@ from incdyn.models.exposure import ExposureReport
 def exposure_summary(report: ExposureReport) -> str:
     """The audit of one method in three lines: families, exposure statistics and the verdict."""
     f, p = report.family, report.partition
-    fam = f"pixel p={f.p}" if f.kind == "pixel" else f"block {f.k}/{f.blocks**2}"
-    if f.kind == "station":
-        fam = f"station {f.stations}×r{f.radius:g}"
+    fam = f.describe()
     if p.kind == "pixel":
         part = f"pixel r_ctx={p.context_ratio} r_qry={p.query_ratio}"
+    elif p.kind == "cloud":
+        part = f"cloud r_ctx={p.context_ratio}" + (" query_all" if p.query_all else "")
     else:
         drop = p.drop_stations if p.kind == "station" else p.drop_blocks
         part = f"{p.kind} drop={drop}" + (" query_all" if p.query_all else "")

@@ -12,6 +12,9 @@ interval factors are built once per replica, not per request.
                    options "k", "sampler", "seed", "level"; or a .npy/.npz body, options in the
                    query string (/impute?k=8&seed=1); the answer (mean, spread, the interval
                    bounds at "level", default 0.9) comes back as JSON or .npz alike
+    POST /suggest  JSON window as for /impute plus "budget" (and "frame", "unit", "rule",
+                   "noise", "tile", "sites", "radius", "k", "seed"): where to observe next,
+                   the units ranked by the variance their observation is expected to remove
     GET  /healthz  (or /health) readiness, sample shape (T, C, H, W), channels, limits, spec,
                    whether the model carries a calibration (``calibration.json``)
 
@@ -53,10 +56,13 @@ from incdyn.platform.serve.codec import (
     encode_npz,
     is_binary,
     parse_options,
+    parse_suggest,
     to_sample,
 )
 from incdyn.platform.serve.config import ServeConfig, deployment_options
-from incdyn.platform.serve.model_source import resolve_checkpoint
+from incdyn.platform.registry.model_source import resolve_checkpoint
+from incdyn.platform.suggest.options import SuggestOptions
+from incdyn.platform.suggest.window import suggest_window
 
 logger = logging.getLogger("ray.serve")
 
@@ -172,6 +178,53 @@ class Imputer:
         if binary:
             return Response(encode_npz(result), media_type="application/octet-stream")
         return Response(encode_json(result), media_type="application/json")
+
+    @api.post("/suggest")
+    async def http_suggest(self, request: Request) -> Response:
+        """Where to observe next in the posted window: JSON ``{"field" | "values" + "mask",
+        "budget", "frame", "unit", "rule", "noise", "tile", "sites", "radius", "k", "seed"}``
+        → the ranked units with their expected variance reduction."""
+        try:
+            body = await read_body(request, self.config.max_body_bytes)
+            if is_binary(body):
+                raise RequestError("/suggest takes a JSON body (field or values and mask)")
+            arrays, options = decode_json(body)
+            values, mask = to_sample(arrays, self.shape)
+            opts = parse_suggest(options, self.config.max_k)
+            job = self._prepare("single", values, mask, opts.k or self.default_k, opts.seed)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, self._suggest, job, opts)
+        except RequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except Exception as exc:
+            logger.exception("suggestion failed")
+            return JSONResponse({"error": f"internal error: {exc!r}"}, status_code=500)
+        return JSONResponse(result)
+
+    def _suggest(self, job: Job, opts: SuggestOptions) -> dict[str, Any]:
+        item = self._seeded(job)
+        try:
+            request = opts.request(int(item.mask.shape[0]))
+            out = suggest_window(
+                self.denoiser,
+                self.plan,
+                item.x,
+                item.mask,
+                request,
+                k=job.k,
+                generator=torch.Generator(device=item.x.device).manual_seed(job.seed),
+            )
+        except ValueError as exc:  # a budget beyond the candidates, a frame out of range
+            raise RequestError(str(exc)) from None
+        return {
+            "picks": out.picks,
+            "total_variance": out.total,
+            "unit": request.unit,
+            "rule": request.rule,
+            "frame": request.frame,
+            "k": job.k,
+            "seed": job.seed,
+        }
 
     # -- in-cluster callers (DeploymentHandle) ----------------------------------------------
 

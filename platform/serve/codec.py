@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
+
+from incdyn.platform.suggest.options import SuggestOptions
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -128,6 +131,24 @@ def parse_options(
     if seed is not None and not 0 <= seed < MAX_SEED:
         raise RequestError(f"seed={seed} must lie in [0, 2**63)")
     return Options(k=k, sampler=sampler, seed=seed, level=_level_option(raw.get("level")))
+
+
+def parse_suggest(raw: Mapping[str, Any], max_k: int) -> SuggestOptions:
+    """Validate the options of a ``/suggest`` request (the keys beside the field)."""
+    try:
+        opts = SuggestOptions.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        allowed = ", ".join(SuggestOptions.model_fields)
+        raise RequestError(
+            f"{where}: {first['msg']} (keys: field or values and mask, {allowed})"
+        ) from None
+    if opts.k is not None and opts.k > max_k:
+        raise RequestError(
+            f"k={opts.k} is out of range: the ensemble size must lie in [2, {max_k}]"
+        )
+    return opts
 
 
 def _level_option(value: Any) -> float:

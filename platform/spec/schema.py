@@ -283,7 +283,7 @@ class ExperimentSpec(Strict):
         observed = self.data.observation.kind
         for m in self.methods:
             kind = m.partition.kind if isinstance(m, DiffusionMethod) else "pixel"
-            if kind in ("block", "station") and observed != kind:
+            if kind in ("block", "station", "cloud") and observed != kind:
                 raise ValueError(
                     f"method {m.name!r}: {kind} partition needs {kind} observation masks"
                 )
