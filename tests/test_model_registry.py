@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.registry.model_source import resolve_checkpoint
 from incdyn.platform.registry.publish import logged_name, registered_name
 from incdyn.platform.serve import cli as serve_cli
-from incdyn.platform.registry.model_source import resolve_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ from incdyn.models.samplers.registry import SAMPLERS
 from incdyn.models.samplers.request import SeededRequest, impute_requests
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
 from incdyn.platform.evaluation.calibration import interval, load_calibration, served_inflation
+from incdyn.platform.registry.model_source import resolve_checkpoint
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.serve.body import read_body
 from incdyn.platform.serve.codec import (
@@ -60,7 +61,6 @@ from incdyn.platform.serve.codec import (
     to_sample,
 )
 from incdyn.platform.serve.config import ServeConfig, deployment_options
-from incdyn.platform.registry.model_source import resolve_checkpoint
 from incdyn.platform.suggest.options import SuggestOptions
 from incdyn.platform.suggest.window import suggest_window
 

@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from ray import serve
 
     from incdyn.platform.ray_session import init_ray
+    from incdyn.platform.registry.model_source import resolve_checkpoint
     from incdyn.platform.serve.app import build_app
     from incdyn.platform.serve.config import ServeConfig
-    from incdyn.platform.registry.model_source import resolve_checkpoint
 
     try:  # fail before Ray starts when MODEL is neither a checkpoint nor a run with one
         checkpoint = resolve_checkpoint(args.model, args.tracking_uri)

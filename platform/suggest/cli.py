@@ -84,8 +84,8 @@ def _sites(path: Path, window) -> list[tuple[int, int]]:
 def _load(args: argparse.Namespace):
     """The model, its plan and the window, all checked before any work."""
     from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
-    from incdyn.platform.sampling import sampler_plan
     from incdyn.platform.registry.model_source import resolve_checkpoint
+    from incdyn.platform.sampling import sampler_plan
     from incdyn.platform.suggest.options import SuggestOptions
     from incdyn.platform.suggest.record import record_window, store_window
 

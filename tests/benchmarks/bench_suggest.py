@@ -42,8 +42,8 @@ import torch
 from incdyn.datasets.store import open_split
 from incdyn.models.samplers.single import ensemble_impute
 from incdyn.platform.checkpoint import checkpoint_spec, load_denoiser
-from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.registry.model_source import resolve_checkpoint
+from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.spec import load_spec
 from incdyn.platform.suggest.window import UnitRequest, suggest_window
 from incdyn.platform.tracking import TAG_METHOD, resolve_tracking_uri
