@@ -16,8 +16,13 @@ from incdyn.models.baselines.classical import CLASSICAL
 from incdyn.models.partition import PartitionSpec
 from incdyn.models.samplers.multistep import WEIGHTS
 from incdyn.models.samplers.registry import SAMPLERS
-from incdyn.platform.spec import CLASSICAL_KINDS, ClassicalMethod, DataSpec, SamplerSpec
-from incdyn.platform.spec.schema import DATA_SOURCES
+from incdyn.platform.spec import (
+    CLASSICAL_KINDS,
+    DATA_SOURCES,
+    ClassicalMethod,
+    DataSpec,
+    SamplerSpec,
+)
 
 
 def _choices(model, field: str) -> set[str]:

@@ -15,6 +15,7 @@ from incdyn.platform.spec.loading import (
 )
 from incdyn.platform.spec.schema import (
     CLASSICAL_KINDS,
+    DATA_SOURCES,
     BackboneSpec,
     ClassicalMethod,
     DataSpec,
@@ -34,6 +35,7 @@ from incdyn.platform.spec.schema import (
 
 __all__ = [
     "CLASSICAL_KINDS",
+    "DATA_SOURCES",
     "BackboneSpec",
     "ClassicalMethod",
     "DataSpec",
