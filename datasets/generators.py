@@ -93,14 +93,12 @@ def make_config(source: str, preset: str, overrides: Mapping[str, Any]) -> Sourc
     try:
         return gen.config_cls.model_validate(gen.values(preset, overrides))
     except ValidationError as exc:
-        allowed = ", ".join(gen.config_cls.model_fields)
-        lines = [
-            ".".join(["data.params", *map(str, err["loc"])])
-            + (
-                f": unknown key; allowed keys here: {allowed}"
-                if err["type"] == "extra_forbidden"
-                else f": {err['msg']}"
-            )
-            for err in exc.errors()
-        ]
-        raise ValueError("\n".join(lines)) from None
+        raise ValueError("\n".join(_problem(gen, err) for err in exc.errors())) from None
+
+
+def _problem(gen: Generator, err: Any) -> str:
+    """One line of an invalid config: ``data.params.FIELD: what is wrong``."""
+    path = ".".join(["data.params", *map(str, err["loc"])])
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key; allowed keys here: {', '.join(gen.config_cls.model_fields)}"
+    return f"{path}: {err['msg']}"
