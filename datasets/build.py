@@ -10,7 +10,6 @@ process, so they are built inline without Ray.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -65,7 +64,7 @@ def store_config(
         **extra,
         "format": FORMAT_VERSION,
         "source": source,
-        "generator": dataclasses.asdict(cfg),
+        "generator": cfg.model_dump(),
         "sizes": sizes,
         "chunk": chunk,
         "masks": identity(family),
@@ -96,8 +95,7 @@ def split_offset(config: dict, split: str) -> int:
 
 def _generator(config: dict):
     gen = GENERATORS[config["source"]]
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["generator"].items()}
-    return gen, gen.config_cls(**values)
+    return gen, gen.config_cls.model_validate(config["generator"])
 
 
 def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:

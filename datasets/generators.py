@@ -2,25 +2,28 @@
 
 PDE generators draw samples from a seed; ``era5`` reads real windows in time order (``ordered``).
 
-A spec names a generator, a preset and field overrides; :func:`make_config` resolves them into
-the generator's validated, frozen config (unknown fields are errors that list the allowed ones).
+A spec names a generator, a preset and field overrides: the preset's values with the overrides
+on top (:meth:`Generator.values`) validate into the generator's frozen pydantic config
+(:func:`make_config`; unknown fields are errors that list the allowed ones).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from incdyn.datasets.pde import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import SourceConfig
 from incdyn.datasets.sources import era5, navier_stokes_public, xarray_source
 
 
 @dataclass(frozen=True)
 class Generator:
-    """One data set: its config dataclass, named presets and generation function.
+    """One data set: its config model, named presets and generation function.
 
     ``ordered`` sources take ``generate(cfg, n, generator, offset=i)`` and return items
     ``i : i + n`` of a fixed sequence (``build`` gives each split its own range); the others draw
@@ -28,12 +31,16 @@ class Generator:
     instead: each split is its own sequence (the windows of its own time period).
     """
 
-    config_cls: type
-    presets: dict[str, Any]
+    config_cls: type[SourceConfig]
+    presets: Mapping[str, SourceConfig]
     generate: Callable[..., Simulation]
     channels: tuple[str, ...]  # default channels (ERA5's follow its config's variables)
     ordered: bool = False
     by_split: bool = False
+
+    def values(self, preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The input of the config: ``preset``'s values, ``overrides`` in their place."""
+        return {**self.presets[preset].model_dump(), **overrides}
 
 
 GENERATORS: dict[str, Generator] = {
@@ -73,8 +80,9 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def make_config(source: str, preset: str, overrides: dict[str, Any]) -> Any:
-    """The generator config of ``preset`` with ``overrides`` applied and validated."""
+def make_config(source: str, preset: str, overrides: Mapping[str, Any]) -> SourceConfig:
+    """The generator config of ``preset`` with ``overrides`` applied and validated; an invalid
+    one is a ``ValueError`` with a ``data.params.FIELD: problem`` line per problem."""
     if source not in GENERATORS:
         raise ValueError(f"data source {source!r} is not one of {sorted(GENERATORS)}")
     gen = GENERATORS[source]
@@ -82,11 +90,15 @@ def make_config(source: str, preset: str, overrides: dict[str, Any]) -> Any:
         raise ValueError(
             f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
         )
-    fields = {f.name for f in dataclasses.fields(gen.config_cls)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(
-            f"data.params {unknown} are not {source} settings; allowed: {sorted(fields)}"
-        )
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return dataclasses.replace(gen.presets[preset], **values)
+    try:
+        return gen.config_cls.model_validate(gen.values(preset, overrides))
+    except ValidationError as exc:
+        raise ValueError("\n".join(_problem(gen, err) for err in exc.errors())) from None
+
+
+def _problem(gen: Generator, err: Any) -> str:
+    """One line of an invalid config: ``data.params.FIELD: what is wrong``."""
+    path = ".".join(["data.params", *map(str, err["loc"])])
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key; allowed keys here: {', '.join(gen.config_cls.model_fields)}"
+    return f"{path}: {err['msg']}"

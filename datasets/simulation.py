@@ -6,8 +6,6 @@ A generator (``navier_stokes``, ``shallow_water``, ``advection``) returns a :cla
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +57,3 @@ class Simulation:
         for name, value in self.params.items():
             if tuple(value.shape) != (n,):
                 raise ValueError(f"param {name!r} must have shape ({n},), got {tuple(value.shape)}")
-
-
-def is_number(value: object) -> bool:
-    """A finite real number that is not a bool (config validation of the generators)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

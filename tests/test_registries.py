@@ -16,7 +16,13 @@ from incdyn.models.baselines.classical import CLASSICAL
 from incdyn.models.partition import PartitionSpec
 from incdyn.models.samplers.multistep import WEIGHTS
 from incdyn.models.samplers.registry import SAMPLERS
-from incdyn.platform.spec import CLASSICAL_KINDS, ClassicalMethod, DataSpec, SamplerSpec
+from incdyn.platform.spec import (
+    CLASSICAL_KINDS,
+    DATA_SOURCES,
+    ClassicalMethod,
+    DataSpec,
+    SamplerSpec,
+)
 
 
 def _choices(model, field: str) -> set[str]:
@@ -60,9 +66,15 @@ def test_classical_kinds_are_the_registry():
 
 
 def test_data_sources_are_the_generators():
-    assert _choices(DataSpec, "source") == set(GENERATORS)
+    assert set(DATA_SOURCES) == set(GENERATORS)
+    for source, section in DATA_SOURCES.items():
+        gen = GENERATORS[source]
+        assert _choices(section, "source") == {source}
+        assert _choices(section, "preset") == set(gen.presets)
+        assert section.model_fields["params"].annotation is gen.config_cls
+        assert TypeAdapter(DataSpec).validate_python({"source": source}).source == source
 
 
 def test_partition_kinds_are_the_mask_kinds():
-    # cloud masks take the pixel partition: there is no cloud partition (yet)
-    assert _choices(PartitionSpec, "kind") == _choices(MaskFamily, "kind") - {"cloud"}
+    # every mask family has a partition of its own structure (Principle 1)
+    assert _choices(PartitionSpec, "kind") == _choices(MaskFamily, "kind")

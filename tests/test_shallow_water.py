@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -99,11 +98,11 @@ def test_generate_shapes_params_and_coordinates():
 def test_geostrophic_initial_velocity_is_linearly_balanced():
     # The "geostrophic" option balances the linear terms exactly; at small amplitude (where the
     # nonlinear terms, O(A²), are negligible) the velocity tendency nearly vanishes.
-    base = dataclasses.replace(sw.PRESETS["small"], frames=1, amplitude_range=(1e-4, 2e-4))
+    base = sw.PRESETS["small"].model_copy(update={"frames": 1, "amplitude_range": (1e-4, 2e-4)})
     dx = base.domain / base.grid
     tendencies = {}
     for ic in sw.IC_VELOCITIES:
-        cfg = dataclasses.replace(base, ic_velocity=ic)
+        cfg = base.model_copy(update={"ic_velocity": ic})
         state, p = sw.random_initial_state(cfg, 4, torch.Generator().manual_seed(1))
         tend = sw.tendency(state, p["f"], p["g"], p["H"], dx, dx)
         tendencies[ic] = tend[:, :2].abs().amax(dim=(1, 2, 3))
@@ -111,7 +110,7 @@ def test_geostrophic_initial_velocity_is_linearly_balanced():
 
 
 def test_same_seed_same_output_and_chunking_does_not_matter():
-    cfg = dataclasses.replace(sw.PRESETS["small"], frames=4)
+    cfg = sw.PRESETS["small"].model_copy(update={"frames": 4})
     a = sw.generate(cfg, 5, torch.Generator().manual_seed(7))
     b = sw.generate(cfg, 5, torch.Generator().manual_seed(7), chunk=2)
     c = sw.generate(cfg, 5, torch.Generator().manual_seed(8))
@@ -138,14 +137,14 @@ def test_same_seed_same_output_and_chunking_does_not_matter():
     ],
 )
 def test_config_validation_names_the_field(field, value):
-    with pytest.raises(ValueError, match=f"ShallowWaterConfig.{field}="):
+    with pytest.raises(ValueError, match=rf"ShallowWaterConfig\n{field}\b"):
         sw.ShallowWaterConfig(**{field: value})
 
 
 def test_config_rejects_unstable_dt_and_unbalanced_zero_f():
-    with pytest.raises(ValueError, match=r"ShallowWaterConfig\.dt=.*Courant"):
+    with pytest.raises(ValueError, match=r"dt=0\.05: Courant number 1\.3"):
         sw.ShallowWaterConfig(dt=0.05, frame_interval=0.1)  # Courant 1.3 on the 64 grid
-    with pytest.raises(ValueError, match=r"ShallowWaterConfig\.f_range="):
+    with pytest.raises(ValueError, match=r"f_range=\(0\.0, 1\.0\): expected f > 0"):
         sw.ShallowWaterConfig(f_range=(0.0, 1.0), ic_velocity="geostrophic")
     assert sw.ShallowWaterConfig(f_range=(0.0, 1.0)).f_range == (0.0, 1.0)  # f = 0 at rest: ok
 
@@ -160,7 +159,7 @@ def test_residual_of_truth_is_far_below_corrupted_trajectories():
     # Truth: O(dt_frame², dx²) truncation only (~1e-8 at 64², frame interval 0.1). Corrupting
     # 20 % of the points raises it ≳ 100× (noise of 10 % of the channel std, or a Gaussian
     # blur of 2 cells as an inpainting would leave); we require 10×.
-    cfg = dataclasses.replace(sw.PRESETS["paper"], frames=6)
+    cfg = sw.PRESETS["paper"].model_copy(update={"frames": 6})
     sim = sw.generate(cfg, 4, torch.Generator().manual_seed(3))
     x, p, dx = sim.fields, sim.params, cfg.domain / cfg.grid
     residual = lambda y: shallow_water_residual(  # noqa: E731

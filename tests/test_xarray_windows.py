@@ -49,7 +49,7 @@ def test_dims_mapping_is_the_list_in_any_order(monthly):
     listed = xcfg(monthly, dims=["t", "lat", "lon"])
     assert xcfg(monthly) == listed
     assert xcfg(monthly, dims={"x": "lon", "time": "t", "y": "lat"}) == listed
-    with pytest.raises(XarraySourceError, match=r"data\.params\.dims"):
+    with pytest.raises(ValueError, match=r"data\.params\.dims: .* needs exactly the roles"):
         xcfg(monthly, dims={"time": "t", "y": "lat"})
 
 
@@ -148,5 +148,5 @@ data:
 methods: [{name: telea, kind: telea}]
 """
     )
-    split = parse_spec(raw, "test spec").data.params["split"]
-    assert split["train"] == ["2002-01-01", "2010-12-31"] and split["test"][1] == "2013-12-31"
+    train, _, test = parse_spec(raw, "test spec").data.params.split
+    assert train == ("2002-01-01", "2010-12-31") and test[1] == "2013-12-31"

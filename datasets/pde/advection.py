@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 
-from incdyn.datasets.simulation import Simulation, is_number
+from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 
 CHANNELS = ("c",)
 
 
-@dataclass(frozen=True)
-class AdvectionConfig:
+class AdvectionConfig(SourceConfig):
     """A random smooth scalar carried at a random constant velocity on a periodic square.
 
     Attributes:
@@ -41,38 +41,28 @@ class AdvectionConfig:
         spectral_decay: mode amplitudes fall as ``|n|^(−spectral_decay)`` (≥ 0).
     """
 
-    grid: int = 64  # points per side
-    frames: int = 50  # stored frames
-    frame_interval: float = 0.05  # time between frames, s
-    domain: float = 2 * math.pi  # side L, m
-    speed_range: tuple[float, float] = (0.5, 2.0)  # |a|, m/s (shift over 50 frames: 1.2–4.9 m)
-    max_wavenumber: int = 4  # modes 1 ≤ |n| ≤ 4 waves per box
-    spectral_decay: float = 1.0  # amplitude ∝ |n|^-decay
+    grid: Int = Field(64, ge=4)  # points per side
+    frames: Int = Field(50, ge=1)  # stored frames
+    frame_interval: Number = Field(0.05, gt=0.0)  # time between frames, s
+    domain: Number = Field(2 * math.pi, gt=0.0)  # side L, m
+    speed_range: tuple[Number, Number] = (0.5, 2.0)  # |a|, m/s (shift over 50 frames: 1.2–4.9 m)
+    max_wavenumber: Int = Field(4, ge=1)  # modes 1 ≤ |n| ≤ 4 waves per box
+    spectral_decay: Number = Field(1.0, ge=0.0)  # amplitude ∝ |n|^-decay
 
-    def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> ValueError:
-            value = getattr(self, name)
-            return ValueError(f"AdvectionConfig.{name}={value!r} is invalid; {allowed}")
+    @field_validator("speed_range")
+    @classmethod
+    def _ordered(cls, rng: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= rng[0] <= rng[1]:
+            raise ValueError("expected a pair (lo, hi) with 0 ≤ lo ≤ hi")
+        return rng
 
-        for name in ("grid", "frames", "max_wavenumber"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise bad(name, "expected an integer")
-        if self.grid < 4:
-            raise bad("grid", "expected an integer ≥ 4")
-        if self.frames < 1:
-            raise bad("frames", "expected an integer ≥ 1")
-        for name in ("frame_interval", "domain"):
-            if not (is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise bad(name, "expected a finite number > 0")
-        rng = self.speed_range
-        ok = isinstance(rng, tuple) and len(rng) == 2 and all(is_number(v) for v in rng)
-        if not ok or not 0 <= rng[0] <= rng[1]:
-            raise bad("speed_range", "expected a pair (lo, hi) with 0 ≤ lo ≤ hi")
-        if not 1 <= self.max_wavenumber < self.grid / 2:
-            raise bad("max_wavenumber", f"expected 1 ≤ max_wavenumber < grid/2 = {self.grid / 2}")
-        if not (is_number(self.spectral_decay) and self.spectral_decay >= 0):
-            raise bad("spectral_decay", "expected a finite number ≥ 0")
+    @field_validator("max_wavenumber")
+    @classmethod
+    def _resolved(cls, modes: int, info: ValidationInfo) -> int:
+        grid = info.data.get("grid")
+        if grid is not None and not modes < grid / 2:
+            raise ValueError(f"expected 1 ≤ max_wavenumber < grid/2 = {grid / 2}")
+        return modes
 
 
 PRESETS: dict[str, AdvectionConfig] = {

@@ -19,15 +19,15 @@ App. G.1) is 1152 samples of 64×64×100 frames; sample counts live with the dat
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 
-from incdyn.datasets.simulation import Simulation, is_number
+from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 
 CHANNELS = ("vorticity",)
 # solve() refuses a CFL number max(|u| + |v|)·dt/dx above this. RK4 is linearly stable for
@@ -37,10 +37,6 @@ CPU_CHUNK = 64  # samples generate() solves together on a CPU: small batches sta
 DEVICE_CHUNK = 1024  # the same on an accelerator
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _steps(duration: float, dt: float) -> int | None:
     """``duration / dt`` if it is a whole number (to round-off), else None."""
     ratio = duration / dt
@@ -48,8 +44,7 @@ def _steps(duration: float, dt: float) -> int | None:
     return steps if abs(ratio - steps) <= 1e-9 * max(1.0, ratio) else None
 
 
-@dataclass(frozen=True)
-class NavierStokesConfig:
+class NavierStokesConfig(SourceConfig):
     """Decaying 2-D turbulence on a periodic square box.
 
     Attributes:
@@ -66,44 +61,40 @@ class NavierStokesConfig:
         domain: side length ``L`` of the box in m (> 0).
     """
 
-    grid: int = 64  # points per side
-    frames: int = 100  # stored frames
-    viscosity: float = 1e-3  # ν, m²/s
-    dt: float = 0.1  # solver step, s
-    frame_interval: float = 0.5  # time between stored frames, s (5 steps)
-    spinup: float = 5.0  # time before frame 0, s (50 steps)
-    peak_wavenumber: float = 4.0  # k0 of the initial energy spectrum, waves per box
-    initial_rms: float = 0.5  # rms of the initial vorticity, 1/s
-    domain: float = 2 * math.pi  # box side L, m
+    grid: Int = Field(64, ge=8)  # points per side (even)
+    frames: Int = Field(100, ge=1)  # stored frames
+    viscosity: Number = Field(1e-3, ge=0.0)  # ν, m²/s
+    dt: Number = Field(0.1, gt=0.0)  # solver step, s
+    frame_interval: Number = Field(0.5, gt=0.0)  # time between stored frames, s (5 steps)
+    spinup: Number = Field(5.0, ge=0.0)  # time before frame 0, s (50 steps)
+    peak_wavenumber: Number = Field(4.0, gt=0.0)  # k0 of the initial energy spectrum, waves per box
+    initial_rms: Number = Field(0.5, gt=0.0)  # rms of the initial vorticity, 1/s
+    domain: Number = Field(2 * math.pi, gt=0.0)  # box side L, m
 
-    def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> ValueError:
-            return ValueError(
-                f"NavierStokesConfig.{name}={getattr(self, name)!r} is invalid; {allowed}"
-            )
+    @field_validator("grid")
+    @classmethod
+    def _even(cls, grid: int) -> int:
+        if grid % 2:
+            raise ValueError("expected an even number of points per side")
+        return grid
 
-        if not (_is_int(self.grid) and self.grid >= 8 and self.grid % 2 == 0):
-            raise bad("grid", "expected an even integer ≥ 8")
-        if not (_is_int(self.frames) and self.frames >= 1):
-            raise bad("frames", "expected an integer ≥ 1")
-        if not (is_number(self.viscosity) and self.viscosity >= 0):
-            raise bad("viscosity", "expected a finite number ≥ 0 (m²/s)")
-        if not (is_number(self.dt) and self.dt > 0):
-            raise bad("dt", "expected a finite number > 0 (s)")
-        if not (is_number(self.frame_interval) and self.frame_interval > 0):
-            raise bad("frame_interval", "expected a finite number > 0 (s)")
-        if not _steps(self.frame_interval, self.dt):
-            raise bad("frame_interval", f"expected a whole multiple of dt={self.dt!r}")
-        if not (is_number(self.spinup) and self.spinup >= 0):
-            raise bad("spinup", "expected a finite number ≥ 0 (s)")
-        if _steps(self.spinup, self.dt) is None:
-            raise bad("spinup", f"expected a whole multiple of dt={self.dt!r} (0 allowed)")
-        if not (is_number(self.peak_wavenumber) and 0 < self.peak_wavenumber < self.grid / 3):
-            raise bad("peak_wavenumber", f"expected 0 < k0 < grid/3 = {self.grid / 3:.4g}")
-        if not (is_number(self.initial_rms) and self.initial_rms > 0):
-            raise bad("initial_rms", "expected a finite number > 0 (1/s)")
-        if not (is_number(self.domain) and self.domain > 0):
-            raise bad("domain", "expected a finite number > 0 (m)")
+    @field_validator("frame_interval", "spinup")
+    @classmethod
+    def _whole_steps(cls, value: float, info: ValidationInfo) -> float:
+        dt = info.data.get("dt")
+        steps = None if dt is None else _steps(value, dt)
+        if dt is not None and (steps is None or (steps == 0 and info.field_name != "spinup")):
+            zero = " (0 allowed)" if info.field_name == "spinup" else ""
+            raise ValueError(f"expected a whole multiple of dt={dt!r}{zero}")
+        return value
+
+    @field_validator("peak_wavenumber")
+    @classmethod
+    def _resolved(cls, k0: float, info: ValidationInfo) -> float:
+        grid = info.data.get("grid")
+        if grid is not None and not k0 < grid / 3:
+            raise ValueError(f"expected 0 < k0 < grid/3 = {grid / 3:.4g}")
+        return k0
 
     @property
     def steps_per_frame(self) -> int:

@@ -29,16 +29,20 @@ and ``v`` are the means of the two faces of each cell). Grid index: axis −2 is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from incdyn.datasets.simulation import Simulation, is_number
+from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 
 CHANNELS = ("u", "v", "h")
 MAX_COURANT = 1.0  # dt·c·√(1/dx²+1/dy²) limit for gravity waves (RK4 on this grid: ≈ 1.41)
-IC_VELOCITIES = ("rest", "geostrophic")
+ICVelocity = Literal["rest", "geostrophic"]
+IC_VELOCITIES = get_args(ICVelocity)
+Range = tuple[Number, Number]  # (lo, hi) of a uniform draw per sample
 UNITS = dict(u="m/s", v="m/s", h="m", f="1/s", g="m/s^2", H="m", time="s", x="m", y="m")
 _CHUNK = 128  # samples integrated together in generate(); bounds the float64 working memory
 
@@ -50,8 +54,7 @@ def _steps(duration: float, dt: float) -> int | None:
     return steps if steps >= 1 and abs(ratio - steps) <= 1e-9 * max(1.0, ratio) else None
 
 
-@dataclass(frozen=True)
-class ShallowWaterConfig:
+class ShallowWaterConfig(SourceConfig):
     """Random rotating shallow-water trajectories on a periodic square (units: SI-like, O(1)).
 
     Attributes:
@@ -75,59 +78,51 @@ class ShallowWaterConfig:
             number reaches O(1), so the flow still adjusts, more gently).
     """
 
-    grid: int = 64  # cells per side
-    frames: int = 50  # stored frames
-    dt: float = 0.1 / 3  # RK4 step, s (Courant number 0.87)
-    frame_interval: float = 0.1  # time between frames, s (3 steps)
-    domain: float = 2 * math.pi  # side L, m
-    f_range: tuple[float, float] = (0.5, 2.0)  # Coriolis parameter, 1/s
-    g_range: tuple[float, float] = (0.5, 1.5)  # gravity, m/s²
-    H_range: tuple[float, float] = (0.5, 1.5)  # mean depth, m (Rossby radius √(gH)/f: 0.25–3 m)
-    bumps: int = 3  # Gaussian bumps in the initial h
-    amplitude_range: tuple[float, float] = (0.05, 0.15)  # bump height / H, random sign
-    width_range: tuple[float, float] = (0.5, 1.0)  # bump width σ, m
-    ic_velocity: str = "rest"  # "rest" or "geostrophic"
+    grid: Int = Field(64, ge=8)  # cells per side
+    frames: Int = Field(50, ge=1)  # stored frames
+    dt: Number = Field(0.1 / 3, gt=0.0)  # RK4 step, s (Courant number 0.87)
+    frame_interval: Number = Field(0.1, gt=0.0)  # time between frames, s (3 steps)
+    domain: Number = Field(2 * math.pi, gt=0.0)  # side L, m
+    f_range: Range = (0.5, 2.0)  # Coriolis parameter, 1/s (≥ 0)
+    g_range: Range = (0.5, 1.5)  # gravity, m/s² (> 0)
+    H_range: Range = (0.5, 1.5)  # mean depth, m (> 0; Rossby radius √(gH)/f: 0.25–3 m)
+    bumps: Int = Field(3, ge=1)  # Gaussian bumps in the initial h
+    amplitude_range: Range = (0.05, 0.15)  # bump height / H (≥ 0), random sign
+    width_range: Range = (0.5, 1.0)  # bump width σ, m (> 0)
+    ic_velocity: ICVelocity = "rest"
 
-    def __post_init__(self) -> None:
-        def bad(name: str, allowed: str) -> ValueError:
-            value = getattr(self, name)
-            return ValueError(f"ShallowWaterConfig.{name}={value!r} is invalid; {allowed}")
+    @field_validator("frame_interval")
+    @classmethod
+    def _whole_steps(cls, value: float, info: ValidationInfo) -> float:
+        dt = info.data.get("dt")
+        if dt is not None and _steps(value, dt) is None:
+            raise ValueError(f"expected a whole multiple of dt={dt!r}")
+        return value
 
-        def check_range(name: str, low: float, strict: bool) -> None:
-            rng = getattr(self, name)
-            sign = ">" if strict else "≥"
-            ok = isinstance(rng, tuple) and len(rng) == 2 and all(is_number(v) for v in rng)
-            if not ok or rng[0] > rng[1] or (rng[0] <= low if strict else rng[0] < low):
-                raise bad(name, f"expected a pair (lo, hi) of numbers with {sign} {low} lo ≤ hi")
+    @field_validator("f_range", "g_range", "H_range", "amplitude_range", "width_range")
+    @classmethod
+    def _ordered_and_signed(cls, rng: tuple[float, float], info: ValidationInfo):
+        positive = info.field_name in ("g_range", "H_range", "width_range")
+        low_ok = rng[0] > 0 if positive else rng[0] >= 0
+        if not (low_ok and rng[0] <= rng[1]):
+            sign = ">" if positive else "≥"
+            raise ValueError(f"expected a pair (lo, hi) of numbers with {sign} 0 lo ≤ hi")
+        bumps = info.data.get("bumps") if info.field_name == "amplitude_range" else None
+        if bumps is not None and bumps * rng[1] >= 1:
+            raise ValueError(f"expected bumps·hi < 1 (bumps={bumps})")
+        return rng
 
-        for name in ("grid", "frames", "bumps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise bad(name, "expected an integer")
-        if self.grid < 8:
-            raise bad("grid", "expected an integer ≥ 8")
-        if self.frames < 1:
-            raise bad("frames", "expected an integer ≥ 1")
-        if self.bumps < 1:
-            raise bad("bumps", "expected an integer ≥ 1")
-        for name in ("dt", "frame_interval", "domain"):
-            if not (is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise bad(name, "expected a finite number > 0")
-        if _steps(self.frame_interval, self.dt) is None:
-            raise bad("frame_interval", f"expected a whole multiple of dt={self.dt!r}")
-        check_range("f_range", 0.0, strict=False)
-        check_range("g_range", 0.0, strict=True)
-        check_range("H_range", 0.0, strict=True)
-        check_range("amplitude_range", 0.0, strict=False)
-        check_range("width_range", 0.0, strict=True)
-        if self.bumps * self.amplitude_range[1] >= 1:
-            raise bad("amplitude_range", f"expected bumps·hi < 1 (bumps={self.bumps})")
-        if self.ic_velocity not in IC_VELOCITIES:
-            raise bad("ic_velocity", f"expected one of {IC_VELOCITIES}")
+    @model_validator(mode="after")
+    def _balanced_and_stable(self) -> ShallowWaterConfig:
         if self.ic_velocity == "geostrophic" and self.f_range[0] <= 0:
-            raise bad("f_range", "expected f > 0 for geostrophic initial velocities")
+            raise ValueError(
+                f"f_range={self.f_range!r}: expected f > 0 for geostrophic initial velocities"
+            )
         if self.courant > MAX_COURANT:
-            raise bad("dt", f"Courant number {self.courant:.3g} > {MAX_COURANT}; reduce dt")
+            raise ValueError(
+                f"dt={self.dt!r}: Courant number {self.courant:.3g} > {MAX_COURANT}; reduce dt"
+            )
+        return self
 
     @property
     def steps_per_frame(self) -> int:

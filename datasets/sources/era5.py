@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Any
 
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 
 from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 from incdyn.datasets.sources import xarray_source
 from incdyn.datasets.sources.gridded.config import (
     XarrayConfig,
     XarraySourceError,
     channel_name,
+    distinct_channels,
     parse_variable,
 )
 from incdyn.datasets.sources.gridded.opening import open_file
@@ -74,8 +77,7 @@ ERA5Error = XarraySourceError  # an ERA5 store is unreachable, or lacks a variab
 CHANNELS = tuple(channel_name(v) for v in DEFAULT_VARIABLES)
 
 
-@dataclass(frozen=True)
-class ERA5Config:
+class ERA5Config(SourceConfig):
     """Windows of one year of an ERA5 zarr store.
 
     Attributes:
@@ -94,28 +96,27 @@ class ERA5Config:
     """
 
     url: str = WB2_64X32
-    variables: tuple[str, ...] = DEFAULT_VARIABLES
-    year: int = 2020
-    frames: int = 3
-    stride: int = 3
-    frame_step: int = 1
-    coarsen: int = 1
-    storage_options: dict | None = None
-    timeout_s: float = 10.0
+    variables: tuple[str, ...] = Field(DEFAULT_VARIABLES, min_length=1)
+    year: Int = 2020
+    frames: Int = Field(3, ge=1)
+    stride: Int = Field(3, ge=1)
+    frame_step: Int = Field(1, ge=1)
+    coarsen: Int = Field(1, ge=1)
+    storage_options: dict[str, Any] | None = None
+    timeout_s: Number = Field(10.0, gt=0.0)
 
-    def __post_init__(self) -> None:
-        if not self.variables:
-            raise ValueError("ERA5 variables must name at least one variable")
-        XarrayConfig(  # the general source's checks (channels, frames, stride, ...), no I/O
-            url=self.url,
-            variables=self.variables,
-            window=self.frames,
-            stride=self.stride,
-            split="ordered",
-            frame_step=self.frame_step,
-            coarsen=self.coarsen,
-            timeout_s=self.timeout_s,
-        )
+    _variables = field_validator("variables")(distinct_channels)
+
+    @field_validator("stride")
+    @classmethod
+    def _disjoint(cls, stride: int, info: ValidationInfo) -> int:
+        frames = info.data.get("frames")
+        if frames is not None and stride < frames:
+            raise ValueError(
+                f"expected stride >= frames={frames}: windows that share frames would let the "
+                "train/val/test splits overlap"
+            )
+        return stride
 
 
 PRESETS = {

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from incdyn.datasets.simulation import Simulation
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 from incdyn.datasets.store import StoreError
 
 CHANNELS = ("vorticity",)
 
 
-@dataclass(frozen=True)
-class PublicNavierStokesConfig:
+class PublicNavierStokesConfig(SourceConfig):
     """Where the public file lies and what to take from it.
 
     Attributes:
@@ -37,13 +37,9 @@ class PublicNavierStokesConfig:
 
     path: str = "data/ns_public.pt"
     key: str = "vorticity"
-    frames: int | None = None
-    order_seed: int | None = 42
-    domain: float = 2 * math.pi
-
-    def __post_init__(self) -> None:
-        if self.frames is not None and self.frames < 1:
-            raise ValueError(f"PublicNavierStokesConfig.frames={self.frames} must be >= 1 or None")
+    frames: Int | None = Field(None, ge=1)  # None: every frame of the file
+    order_seed: Int | None = 42  # None: file order
+    domain: Number = Field(2 * math.pi, gt=0.0)  # box side, m
 
 
 PRESETS = {"paper": PublicNavierStokesConfig()}

@@ -16,6 +16,7 @@ from incdyn.platform.spec.loading import (
 )
 from incdyn.platform.spec.schema import (
     CLASSICAL_KINDS,
+    DATA_SOURCES,
     BackboneSpec,
     ClassicalMethod,
     DataSpec,
@@ -35,6 +36,7 @@ from incdyn.platform.spec.schema import (
 
 __all__ = [
     "CLASSICAL_KINDS",
+    "DATA_SOURCES",
     "BackboneSpec",
     "ClassicalMethod",
     "DataSpec",

@@ -13,7 +13,12 @@ from pydantic import BaseModel, ValidationError
 
 from incdyn.models.backbones.options import FNOSpec, UNetSpec
 from incdyn.platform.spec.base import SpecError
-from incdyn.platform.spec.schema import ClassicalMethod, DiffusionMethod, ExperimentSpec
+from incdyn.platform.spec.schema import (
+    DATA_SOURCES,
+    ClassicalMethod,
+    DiffusionMethod,
+    ExperimentSpec,
+)
 
 # Tags of the spec's tagged unions, as pydantic puts them in an error's location.
 _UNION_TAGS: dict[str, type[BaseModel]] = {
@@ -21,7 +26,10 @@ _UNION_TAGS: dict[str, type[BaseModel]] = {
     "classical": ClassicalMethod,
     "unet": UNetSpec,
     "fno": FNOSpec,
+    **DATA_SOURCES,
 }
+# custom error type of a tagged union → the key that chooses the member
+_TAG_KEYS = {"method_kind": "kind", "backbone_name": "name", "data_source": "source"}
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
@@ -55,8 +63,8 @@ def _format(exc: ValidationError, source: str) -> SpecError:
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(ExperimentSpec, loc[:-1])
             lines.append(f"{path}: unknown key; allowed keys here: {', '.join(allowed or [])}")
-        elif err["type"] in ("method_kind", "backbone_name"):
-            key = "kind" if err["type"] == "method_kind" else "name"
+        elif err["type"] in _TAG_KEYS:
+            key = _TAG_KEYS[err["type"]]
             got = err["input"].get(key) if isinstance(err["input"], dict) else err["input"]
             lines.append(f"{path}.{key}: {err['msg']} (got {got!r})")
         else:

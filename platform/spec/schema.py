@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-import datetime
 import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    SerializationInfo,
+    Tag,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from incdyn.datasets.generators import GENERATORS
 from incdyn.datasets.holdout import HoldoutSpec
 from incdyn.datasets.masks import MaskFamily
+from incdyn.datasets.pde.advection import AdvectionConfig
+from incdyn.datasets.pde.navier_stokes import NavierStokesConfig
+from incdyn.datasets.pde.shallow_water import ShallowWaterConfig
+from incdyn.datasets.source_config import SourceConfig
+from incdyn.datasets.sources.era5 import ERA5Config
+from incdyn.datasets.sources.navier_stokes_public import PublicNavierStokesConfig
+from incdyn.datasets.sources.xarray_source import XarrayConfig
 from incdyn.models.backbones.options import BackboneSpec, UNetSpec
 from incdyn.models.partition import PartitionSpec
 from incdyn.models.samplers.forward import MAX_NETWORK_POINTS
@@ -21,26 +38,23 @@ ObservationSpec = MaskFamily  # observation-mask family p(M) (Sec. 4.1)
 ScheduleSpec = VPSchedule  # VP diffusion schedule
 
 Ratio = Annotated[float, Field(gt=0.0, le=1.0)]
-# a generator setting: a value, a list, or a mapping (xarray's dims, split time ranges, domain)
-ParamValue = (
-    float
-    | int
-    | str
-    | list[float]
-    | list[str]
-    | dict[str, str]
-    | dict[str, list[float] | list[str]]
-)
 
 
-class DataSpec(Strict):
-    """Where the data come from and how they are observed."""
+def _overrides() -> Any:
+    """``params`` left out: no overrides (the preset as it is)."""
+    return Field(default_factory=dict, validate_default=True)
 
-    source: Literal[
-        "navier_stokes", "navier_stokes_public", "shallow_water", "advection", "era5", "xarray"
-    ] = "navier_stokes"  # PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
-    preset: str = "quickstart"  # the generator's named configuration (xarray: "default")
-    params: dict[str, ParamValue] = {}  # config overrides
+
+class _Data(Strict):
+    """Where the data come from and how they are observed; one subclass per ``source``, whose
+    ``params`` are that source's config: the preset's values with the spec's ``params`` on top
+    (a key the source does not take is refused with the allowed keys). The spec keeps only the
+    keys it was given: its dump re-reads the same, and a setting that changes the preset or the
+    source keeps their meaning."""
+
+    source: str
+    preset: str  # the generator's named configuration
+    params: SourceConfig  # config overrides (data.params.KEY), over the preset's values
     store: str = "data/{name}.zarr"  # zarr store URL or path ({name} = experiment name)
     # per_seed: each run seed draws its own data set (data seed = run seed; its own store,
     # ``{seed}`` in ``store`` or ``-seed<N>`` added before the extension), so that the spread
@@ -53,28 +67,92 @@ class DataSpec(Strict):
     observation: ObservationSpec = ObservationSpec()
     test_observation: ObservationSpec | None = None  # val/test masks of another family (Table 8)
 
-    @field_validator("params", mode="before")
+    @field_validator("params", mode="wrap")
     @classmethod
-    def _dates_as_text(cls, params: Any) -> Any:
-        # YAML reads an unquoted 2002-01-01 as a date: a time-range bound, kept as ISO text
-        def text(v: Any) -> Any:
-            if isinstance(v, (datetime.date, datetime.datetime)):
-                return v.isoformat()
-            if isinstance(v, list):
-                return [text(x) for x in v]
-            if isinstance(v, dict):
-                return {k: text(x) for k, x in v.items()}
-            return v
+    def _over_the_preset(
+        cls, given: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> SourceConfig:
+        if isinstance(given, SourceConfig):
+            given = given.model_dump(exclude_unset=True)
+        preset = info.data.get("preset")  # None: the preset was refused (its own error)
+        if preset is None or not isinstance(given, dict):
+            return handler(given)
+        config = handler(GENERATORS[cls.model_fields["source"].default].values(preset, given))
+        return type(config).model_construct(set(given), **dict(config))  # given keys: the dump's
 
-        return text(params) if isinstance(params, dict) else params
+    @field_serializer("params")
+    def _given_params(self, params: SourceConfig, info: SerializationInfo) -> dict[str, Any]:
+        return params.model_dump(mode=info.mode, exclude_unset=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _xarray_preset(cls, raw: Any) -> Any:
-        # the xarray source has one preset ("default": its params say it all)
-        if isinstance(raw, dict) and raw.get("source") == "xarray" and "preset" not in raw:
-            return {**raw, "preset": "default"}
-        return raw
+
+class NavierStokesData(_Data):
+    source: Literal["navier_stokes"] = "navier_stokes"
+    preset: Literal["paper", "quickstart"] = "quickstart"
+    params: NavierStokesConfig = _overrides()
+
+
+class ShallowWaterData(_Data):
+    source: Literal["shallow_water"] = "shallow_water"
+    preset: Literal["paper", "small"] = "small"
+    params: ShallowWaterConfig = _overrides()
+
+
+class AdvectionData(_Data):
+    source: Literal["advection"] = "advection"
+    preset: Literal["paper", "small"] = "small"
+    params: AdvectionConfig = _overrides()
+
+
+class PublicNavierStokesData(_Data):
+    source: Literal["navier_stokes_public"] = "navier_stokes_public"
+    preset: Literal["paper"] = "paper"
+    params: PublicNavierStokesConfig = _overrides()
+
+
+class ERA5Data(_Data):
+    source: Literal["era5"] = "era5"
+    preset: Literal["quickstart", "wb2_64x32", "arco_1h", "arco_6h"] = "quickstart"
+    params: ERA5Config = _overrides()
+
+
+class XarrayData(_Data):
+    source: Literal["xarray"] = "xarray"
+    preset: Literal["default"] = "default"  # one preset: the params say it all
+    params: XarrayConfig = _overrides()
+
+
+# source → its section (the tags of the ``data`` union)
+DATA_SOURCES: dict[str, type[_Data]] = {
+    "navier_stokes": NavierStokesData,
+    "shallow_water": ShallowWaterData,
+    "advection": AdvectionData,
+    "navier_stokes_public": PublicNavierStokesData,
+    "era5": ERA5Data,
+    "xarray": XarrayData,
+}
+
+
+def _data_source(value: Any) -> str | None:
+    """The tag of a data section: its ``source``, ``navier_stokes`` when left out."""
+    if isinstance(value, dict):
+        return value.get("source", "navier_stokes")
+    return getattr(value, "source", None)
+
+
+# data.source: a PDE generator, era5, or xarray (any zarr/netCDF file: params.url, ...)
+DataSpec = Annotated[
+    Annotated[NavierStokesData, Tag("navier_stokes")]
+    | Annotated[ShallowWaterData, Tag("shallow_water")]
+    | Annotated[AdvectionData, Tag("advection")]
+    | Annotated[PublicNavierStokesData, Tag("navier_stokes_public")]
+    | Annotated[ERA5Data, Tag("era5")]
+    | Annotated[XarrayData, Tag("xarray")],
+    Discriminator(
+        _data_source,
+        custom_error_type="data_source",
+        custom_error_message="source must be one of " + ", ".join(map(repr, DATA_SOURCES)),
+    ),
+]
 
 
 class SamplerSpec(Strict):
@@ -238,7 +316,7 @@ class ExperimentSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0  # data seed (masks, PDE samples) and default run seed
     seeds: list[int] = []  # repeat every method with these training/sampling seeds (mean ± std)
-    data: DataSpec = DataSpec()
+    data: DataSpec = NavierStokesData()
     methods: list[MethodSpec] = Field(min_length=1)
     backbone: BackboneSpec = UNetSpec()
     schedule: ScheduleSpec = ScheduleSpec()
@@ -270,7 +348,7 @@ class ExperimentSpec(Strict):
 
     @model_validator(mode="after")
     def _real_gaps_need_holdout(self) -> ExperimentSpec:
-        real = self.data.source == "xarray" and self.data.params.get("gaps") == "real"
+        real = isinstance(self.data, XarrayData) and self.data.params.gaps == "real"
         if real and (self.evaluation.holdout is None or self.evaluation.select_on == "truth"):
             raise ValueError(
                 "data.params.gaps: real data hold no truth: set evaluation.holdout "
@@ -307,7 +385,7 @@ class ExperimentSpec(Strict):
     def setting(self) -> str:
         """The data setting a table column stands for, e.g. ``navier_stokes pixel 20%``."""
         o = self.data.observation
-        if self.data.source == "xarray" and self.data.params.get("gaps") == "real":
+        if isinstance(self.data, XarrayData) and self.data.params.gaps == "real":
             return "xarray real gaps"  # the file's own gaps are the masks
         mask = {
             "pixel": f"pixel {o.p:.0%}",

@@ -9,9 +9,12 @@ fractions, ``{train: [START, END], val: [..], test: [..]}`` time ranges, or ``or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import datetime
+from typing import Any, Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from incdyn.datasets.source_config import Int, Number, SourceConfig
 from incdyn.datasets.store import StoreError
 
 ROLES = ("time", "y", "x")
@@ -23,16 +26,12 @@ class XarraySourceError(StoreError):
     """The data set does not fit the spec: the message names the ``data.params`` field."""
 
 
-def _bad(name: str, fix: str) -> XarraySourceError:
-    return XarraySourceError(f"data.params.{name}: {fix}")
-
-
 def parse_variable(variable: str) -> tuple[str, int | float | None]:
     """``"name@level"`` → ``(name, level)`` (the level's value on the level dimension);
     ``"name"`` → ``(name, None)``."""
     name, _, level = variable.partition("@")
     if not name or (variable.endswith("@")):
-        raise _bad("variables", f"{variable!r} must be 'name' or 'name@level'")
+        raise ValueError(f"{variable!r} must be 'name' or 'name@level'")
     if not level:
         return name, None
     try:
@@ -41,7 +40,7 @@ def parse_variable(variable: str) -> tuple[str, int | float | None]:
         try:
             return name, float(level)
         except ValueError:
-            raise _bad("variables", f"{variable!r}: the level {level!r} is not a number") from None
+            raise ValueError(f"{variable!r}: the level {level!r} is not a number") from None
 
 
 def channel_name(variable: str) -> str:
@@ -50,49 +49,59 @@ def channel_name(variable: str) -> str:
     return name if level is None else f"{name}_{level:g}"
 
 
-def _dims(value: Any) -> tuple[str, str, str]:
+def distinct_channels(variables: tuple[str, ...]) -> tuple[str, ...]:
+    """``variables`` when each is ``name`` or ``name@level`` and no two give the same channel."""
+    channels = [channel_name(v) for v in variables]
+    if len(set(channels)) != len(channels):
+        raise ValueError("a channel is repeated")
+    return variables
+
+
+def _dims(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) != set(ROLES):
-            raise _bad(
-                "dims", f"a mapping needs exactly the roles {list(ROLES)}, got {list(value)}"
-            )
+            raise ValueError(f"a mapping needs exactly the roles {list(ROLES)}, got {list(value)}")
         value = [value[r] for r in ROLES]
-    names = tuple(str(v) for v in value)
+    names = tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
     if len(names) != 3 or len(set(names)) != 3:
-        raise _bad("dims", "give three distinct names: [time, y, x] or {time: .., y: .., x: ..}")
-    return names  # type: ignore[return-value]
+        raise ValueError("give three distinct names: [time, y, x] or {time: .., y: .., x: ..}")
+    return names
 
 
 def _label(value: Any) -> str:
-    """A time as text: ``1992`` (or ``1992.0``, YAML's number) → ``"1992"``."""
+    """A time as text: ``1992`` (or ``1992.0``, YAML's number) → ``"1992"``; a YAML date
+    (unquoted ``2002-01-01``) → its ISO text."""
+    if isinstance(value, datetime.date):  # a datetime is one too
+        return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
 
 
-def _split(value: Any) -> str | tuple:
+def _split(value: Any) -> Any:
     if value == "ordered":
         return value
     if isinstance(value, dict):
         if set(value) != set(SPLIT_NAMES):
-            raise _bad("split", f"time ranges need exactly {list(SPLIT_NAMES)}, got {list(value)}")
+            raise ValueError(f"time ranges need exactly {list(SPLIT_NAMES)}, got {list(value)}")
         value = [value[s] for s in SPLIT_NAMES]
-    value = tuple(value)
-    if len(value) == 3 and all(isinstance(v, (list, tuple)) for v in value):
+    value = tuple(value) if isinstance(value, list | tuple) else ()
+    if len(value) == 3 and all(isinstance(v, list | tuple) for v in value):
         if any(len(v) != 2 for v in value):
-            raise _bad("split", "each time range is [START, END]")
+            raise ValueError("each time range is [START, END]")
         return tuple((_label(a), _label(b)) for a, b in value)
-    numbers = len(value) == 3 and all(isinstance(v, (int, float)) for v in value)
+    numbers = len(value) == 3 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    )
     if numbers and all(v >= 0 for v in value) and abs(sum(value) - 1) < 1e-9:
         return tuple(float(v) for v in value)
-    raise _bad(
-        "split",
+    raise ValueError(
         "three fractions summing to 1 ([0.7, 0.15, 0.15]) or time ranges "
-        "({train: [START, END], val: [START, END], test: [START, END]})",
+        "({train: [START, END], val: [START, END], test: [START, END]})"
     )
 
 
-def _domain(value: Any) -> str | tuple:
+def _domain(value: Any) -> Any:
     if value in ("missing", "all"):
         return value
     if isinstance(value, dict):
@@ -107,22 +116,22 @@ def _domain(value: Any) -> str | tuple:
         not pairs
         or "variable" not in keys
         or set(keys) - set(DOMAIN_KEYS)
-        or inside
-        not in (
-            "nonzero",
-            "zero",
-        )
+        or inside not in ("nonzero", "zero")
     ):
-        raise _bad(
-            "domain",
+        raise ValueError(
             "'missing' (points missing at every time), 'all', or {variable: NAME} with optional "
-            "url: FILE (another file) and inside: nonzero|zero",
+            "url: FILE (another file) and inside: nonzero|zero"
         )
     return tuple(sorted(pairs))
 
 
-@dataclass(frozen=True)
-class XarrayConfig:
+Fractions = tuple[float, float, float]  # of the time axis: train, val, test
+TimeRange = tuple[str, str]  # [START, END], partial dates cover their whole year, month, ...
+Split = Literal["ordered"] | Fractions | tuple[TimeRange, TimeRange, TimeRange]
+Domain = Literal["missing", "all"] | tuple[tuple[str, str], ...]  # or sorted (key, value) pairs
+
+
+class XarrayConfig(SourceConfig):
     """Attributes:
     url: zarr store or netCDF file (path, ``memory://``, ``gs://``, or ``package://PKG/PATH``
         for a file shipped inside an installed package).
@@ -147,50 +156,52 @@ class XarrayConfig:
     url: str = ""
     variables: tuple[str, ...] = ()
     dims: tuple[str, str, str] = ("time", "y", "x")
-    window: int = 4
-    stride: int = 1
-    split: Any = (0.7, 0.15, 0.15)
-    gaps: str = "benchmark"
+    window: Int = Field(4, ge=1)
+    stride: Int = Field(1, ge=1)
+    split: Split = (0.7, 0.15, 0.15)
+    gaps: Literal["benchmark", "real"] = "benchmark"
     engine: str = ""
-    patch: int = 0
-    domain: Any = "missing"
+    patch: Int = Field(0, ge=0)  # 0: the whole grid
+    domain: Domain = "missing"
     period: tuple[str, ...] = ()
-    frame_step: int = 1
-    coarsen: int = 1
+    frame_step: Int = Field(1, ge=1)
+    coarsen: Int = Field(1, ge=1)
     level_dim: str = "level"
     ascending: bool = False
-    timeout_s: float = 10.0
-    storage_options: Any = ()
+    timeout_s: Number = Field(10.0, gt=0.0)
+    storage_options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs
 
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise the spec's forms once
-        set_(self, "variables", tuple(self.variables))
-        set_(self, "dims", _dims(self.dims))
-        set_(self, "split", _split(self.split))
-        set_(self, "domain", _domain(self.domain))
-        set_(self, "period", tuple(_label(p) for p in self.period))
-        options = self.storage_options
-        options = options.items() if isinstance(options, dict) else options
-        set_(self, "storage_options", tuple(sorted((str(k), v) for k, v in options)))
-        channels = [channel_name(v) for v in self.variables]
-        checks = [
-            (len(set(channels)) == len(channels), "variables", "a channel is repeated"),
-            (self.window >= 1 and self.stride >= 1, "window", "window and stride must be >= 1"),
-            (self.frame_step >= 1 and self.coarsen >= 1, "frame_step", "frame_step, coarsen >= 1"),
-            (self.patch >= 0, "patch", "0 (the whole grid) or a tile side >= 1"),
-            (self.gaps in ("benchmark", "real"), "gaps", "one of 'benchmark', 'real'"),
-            (len(self.period) in (0, 2), "period", "[START, END] or nothing"),
-            (self.timeout_s > 0, "timeout_s", "seconds > 0"),
-            (
-                self.split != "ordered" or self.stride >= self.window,
-                "stride",
+    # the spec's forms, normalised once to hashable tuples
+    _variables = field_validator("variables")(distinct_channels)
+    _dims = field_validator("dims", mode="before")(_dims)
+    _split = field_validator("split", mode="before")(_split)
+    _domain = field_validator("domain", mode="before")(_domain)
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> Any:
+        labels = tuple(_label(p) for p in value) if isinstance(value, list | tuple) else None
+        if labels is None or len(labels) not in (0, 2):
+            raise ValueError("[START, END] or nothing")
+        return labels
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _options(cls, value: Any) -> Any:
+        pairs = value.items() if isinstance(value, dict) else value
+        try:
+            return tuple(sorted((str(k), v) for k, v in pairs))
+        except (TypeError, ValueError):
+            raise ValueError("a mapping of fsspec options") from None
+
+    @model_validator(mode="after")
+    def _disjoint_ordered_splits(self) -> XarrayConfig:
+        if self.split == "ordered" and self.stride < self.window:
+            raise ValueError(
                 f"stride={self.stride} must be >= window={self.window} with split: ordered: "
-                "windows that share frames would let the train/val/test splits overlap",
-            ),
-        ]
-        for ok, name, fix in checks:
-            if not ok:
-                raise _bad(name, fix)
+                "windows that share frames would let the train/val/test splits overlap"
+            )
+        return self
 
     @property
     def channels(self) -> tuple[str, ...]:

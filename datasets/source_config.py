@@ -1,0 +1,17 @@
+"""The base of every data source's config: a frozen pydantic model whose unknown keys are errors,
+and the number types the configs share (a bool is not a number; NaN and infinity are refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict
+
+Int = Annotated[int, Strict()]  # an integer: 3.0, "3" and True are refused
+Number = Annotated[float, Strict(), AllowInfNan(False)]  # a finite real (an int is one)
+
+
+class SourceConfig(BaseModel):
+    """A data source's settings (``data.params`` of a spec, over the source's preset)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
