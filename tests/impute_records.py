@@ -94,3 +94,33 @@ def tiny_checkpoint(
         "store": raw["data"]["store"],
     }
     return save_checkpoint(directory, model=den, optimizer=None, meta=meta)
+
+
+COBE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+COBE_FILE = COBE / "cobe_sst2_monthly_1950-2009.nc"
+
+
+def cobe_region_with_clouds(
+    path: Path,
+    *,
+    period: tuple[str, str] = ("1990-01", "1991-12"),
+    lat: tuple[float, float] = (45.0, 20.0),
+    lon: tuple[float, float] = (115.0, 145.0),
+    observed: float = 0.6,
+    seed: int = 0,
+) -> str:
+    """A region of the COBE-SST2 record (land NaN) with moving cloud gaps drawn on top, written
+    as netCDF with the record's own int16 packing, attributes and coordinates."""
+    import torch
+
+    from incdyn.datasets.masks import MaskFamily, cloud_masks
+
+    ds = xr.open_dataset(COBE_FILE)
+    part = ds.sel(time=slice(*period), lat=slice(*lat), lon=slice(*lon)).load()
+    t, h, w = part.sst.shape
+    family = MaskFamily(kind="cloud", p=observed, scale=2.0)
+    masks = cloud_masks(family, t, h, w, torch.Generator().manual_seed(seed)).numpy()
+    part["sst"] = part.sst.where(masks)
+    enc = {k: v for k, v in ds.sst.encoding.items() if k in ("dtype", "scale_factor", "_FillValue")}
+    part.to_netcdf(path, encoding={"sst": enc})
+    return str(path)

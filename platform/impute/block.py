@@ -73,14 +73,27 @@ def fill_block(job: ImputeJob, record: Record, filler: Filler, b: int) -> BlockR
     wins = lay.windows_of_block(b)
     lo, hi = min(wins), max(wins) + lay.window
     values, observed, held = observations(job, record, lo, hi)
-    mean, spread = _blend(job, filler, values, observed & ~held, wins, lo, a, e)
+    mean, spread = blend(job, filler, values, observed & ~held, wins, lo, a, e)
     part = slice(a - lo, e - lo)
     return write_estimate(
         job, record, filler, b, values[part], observed[part], held[part], mean, spread
     )
 
 
-def _blend(job, filler, values, given, wins, lo, a, e):
+def blend(
+    job: ImputeJob,
+    filler: Filler,
+    values: np.ndarray,
+    given: np.ndarray,
+    wins: list[int],
+    lo: int,
+    a: int,
+    e: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The estimate of frames ``[a, e)``: every window of ``wins`` (each tile of it) through
+    the filler in one call, then the taper-weighted mean of the pieces that cover each point.
+    ``values``/``given`` hold frames ``[lo, lo + len)``. Returns ``(mean, spread)``
+    ``(e - a, C, H, W)`` (spread None for a method without one)."""
     lay = job.layout
     (th, tw), (ph, pw) = lay.tile, lay.pad
     corners = lay.tile_corners

@@ -138,7 +138,7 @@ def write_block(
 
 
 def open_store(store: str) -> xr.Dataset:
-    return xr.open_zarr(store, chunks=None)
+    return xr.open_zarr(store, chunks=None, consolidated=False)
 
 
 def done_blocks(store: str) -> np.ndarray:
