@@ -315,3 +315,18 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
         assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
     with pytest.raises(ImputeError, match="complete; give --overwrite"):
         run_impute(opts)
+
+
+@pytest.mark.slow  # actors start in fresh processes: about a minute on 2 loaded cores
+def test_ray_data_actor_pool_equals_one_process(tmp_path, ray_local):
+    """Two imputers of a Ray Data actor pool write the same record, bit for bit, as one process
+    (every window draws from its own seed, whichever actor fills it)."""
+    src = gappy_file(tmp_path / "in.nc")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"])
+    base = ImputeOptions(model=str(ckpt), input=src, out="", block=5, progress=False)
+    one = run_impute(dataclasses.replace(base, out=str(tmp_path / "one.zarr"), actors=0))
+    pool = run_impute(dataclasses.replace(base, out=str(tmp_path / "pool.zarr"), actors=2))
+    assert pool.filled == one.filled and pool.frames == GAPPY_SHAPE[0]
+    a, b = xr.open_zarr(tmp_path / "one.zarr").load(), xr.open_zarr(tmp_path / "pool.zarr").load()
+    for name in a.data_vars:
+        assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
