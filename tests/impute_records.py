@@ -108,6 +108,7 @@ def cobe_region_with_clouds(
     lon: tuple[float, float] = (115.0, 145.0),
     observed: float = 0.6,
     seed: int = 0,
+    source: str | Path = COBE_FILE,
 ) -> str:
     """A region of the COBE-SST2 record (land NaN) with moving cloud gaps drawn on top, written
     as netCDF with the record's own int16 packing, attributes and coordinates."""
@@ -115,7 +116,7 @@ def cobe_region_with_clouds(
 
     from incdyn.datasets.masks import MaskFamily, cloud_masks
 
-    ds = xr.open_dataset(COBE_FILE)
+    ds = xr.open_dataset(source)
     part = ds.sel(time=slice(*period), lat=slice(*lat), lon=slice(*lon)).load()
     t, h, w = part.sst.shape
     family = MaskFamily(kind="cloud", p=observed, scale=2.0)

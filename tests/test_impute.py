@@ -67,7 +67,9 @@ def test_fills_a_packed_record_in_its_own_layout(tmp_path):
     _FillValue, land, a frame with no observation; netCDF out; tiles and windows of a model
     smaller than the record."""
     src = gappy_file(tmp_path / "in.nc")
-    ckpt = tiny_checkpoint(tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"])
+    ckpt = tiny_checkpoint(
+        tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"], grid=(16, 16)
+    )  # 14 rows padded to 16 and cropped back; 18 columns in two overlapping tiles
     out_nc = tmp_path / "filled.nc"
     summary = run_impute(
         ImputeOptions(
@@ -285,7 +287,9 @@ def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     import multiprocessing
 
     src = gappy_file(tmp_path / "in.nc")
-    ckpt = tiny_checkpoint(tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"])
+    ckpt = tiny_checkpoint(
+        tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"], grid=(16, 16)
+    )
     killed, whole = tmp_path / "killed.zarr", tmp_path / "whole.zarr"
     opts = ImputeOptions(
         model=str(ckpt), input=src, out=str(killed), actors=0, block=2, progress=False
@@ -322,7 +326,9 @@ def test_ray_data_actor_pool_equals_one_process(tmp_path, ray_local):
     """Two imputers of a Ray Data actor pool write the same record, bit for bit, as one process
     (every window draws from its own seed, whichever actor fills it)."""
     src = gappy_file(tmp_path / "in.nc")
-    ckpt = tiny_checkpoint(tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"])
+    ckpt = tiny_checkpoint(
+        tmp_path / "ckpt", variables=["sst", "sss"], dims=["when", "lat", "lon"], grid=(16, 16)
+    )
     base = ImputeOptions(model=str(ckpt), input=src, out="", block=5, progress=False)
     one = run_impute(dataclasses.replace(base, out=str(tmp_path / "one.zarr"), actors=0))
     pool = run_impute(dataclasses.replace(base, out=str(tmp_path / "pool.zarr"), actors=2))

@@ -3,7 +3,8 @@
 the shape of the record's own gaps) and, since the clouds were drawn on a complete record, on
 the truth at the gaps.
 
-    .venv/bin/python docs/impute/table.py --model CHECKPOINT_OR_RUN --out docs/impute/table.md
+    .venv/bin/python docs/impute/table.py --source PATH/cobe_sst2_monthly_1950-2009.nc \
+        --model CHECKPOINT_OR_RUN --out docs/impute/table.md
     (--model omitted: DINEOF and Telea only)
 """
 
@@ -32,6 +33,7 @@ def main() -> None:
     from incdyn.platform.impute.runner import run_impute
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", required=True, help="the COBE-SST2 monthly record (netCDF)")
     ap.add_argument("--model", help="checkpoint dir, run id or models:/NAME (omit: none)")
     ap.add_argument("--out", default="docs/impute/table.md")
     ap.add_argument("--keep", help="directory to keep the input and outputs in (figure.py)")
@@ -39,8 +41,10 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp())
     work.mkdir(parents=True, exist_ok=True)
-    src = cobe_region_with_clouds(work / "cobe_clouds.nc", period=PERIOD, lat=LAT, lon=LON)
-    truth = xr.open_dataset(ROOT / ".." / "shared" / "data" / "cobe_sst2_monthly_1950-2009.nc")
+    src = cobe_region_with_clouds(
+        work / "cobe_clouds.nc", period=PERIOD, lat=LAT, lon=LON, source=args.source
+    )
+    truth = xr.open_dataset(args.source)
     truth = truth.sst.sel(time=slice(*PERIOD), lat=slice(*LAT), lon=slice(*LON)).values
     runs = [("model", args.model)] if args.model else []
     runs += [("dineof", None), ("telea", None)]

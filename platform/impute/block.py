@@ -133,7 +133,7 @@ def blend(
 def write_estimate(
     job: ImputeJob,
     record: Record,
-    filler: Filler,
+    filler: Filler | None,
     b: int,
     values: np.ndarray,
     observed: np.ndarray,
@@ -148,8 +148,9 @@ def write_estimate(
     n_c = values.shape[1]
     present = np.isfinite(values) & inside & ~held[:, None]  # per variable: kept as given
     empty = ~(observed & ~held).reshape(e - a, -1).any(axis=1)
-    q = filler.inflation(job.level) if spread is not None else np.full(n_c, np.nan)
-    scale = filler.spread_scale() if spread is not None else np.full(n_c, np.nan)
+    with_spread = spread is not None and filler is not None
+    q = filler.inflation(job.level) if with_spread else np.full(n_c, np.nan)
+    scale = filler.spread_scale() if with_spread else np.full(n_c, np.nan)
     t_dim = job.time_dim
     arrays: dict[str, xr.Variable] = {}
     sq, cov, n_held = np.zeros(n_c), np.zeros(n_c), np.zeros(n_c)

@@ -405,7 +405,6 @@ def _ray_rows(p: Prepared, todo: list[int]):
 def _dineof(p: Prepared, todo: list[int]):
     """Record-scope DINEOF: one reconstruction of the whole range, then written block by block."""
     from incdyn.models.baselines.dineof_record import dineof_record
-    from incdyn.platform.impute.fillers import ClassicalFiller
 
     job, record = p.job, p.record
     lay = job.layout
@@ -417,14 +416,13 @@ def _dineof(p: Prepared, todo: list[int]):
     result = dineof_record(read, lay.frames, job.inside, block=lay.block)
     cols = np.flatnonzero(job.inside.ravel())
     h, w = lay.grid
-    filler = ClassicalFiller("telea")  # only its "no spread" answers are used
     for b in todo:
         a, e = lay.block_frames(b)
         values, observed, held = observations(job, record, a, e)
         mean = np.full((e - a, values.shape[1], h * w), np.nan, np.float32)
         mean[:, :, cols] = result.filled[a:e]
         res = write_estimate(
-            job, record, filler, b, values, observed, held, mean.reshape(e - a, -1, h, w), None
+            job, record, None, b, values, observed, held, mean.reshape(e - a, -1, h, w), None
         )
         yield rows_of([res])
 
