@@ -252,7 +252,7 @@ def test_dry_run_prints_the_plan_without_reading_values(tmp_path, monkeypatch, c
 
 def test_classical_methods_fill_the_same_layout(tmp_path):
     """DINEOF (one reconstruction of the whole record), Telea and temporal consistency, no
-    MODEL: the same layout; DINEOF with held-out points reports its score."""
+    MODEL: the same layout; held-out points are scored; Telea's run is recorded in MLflow."""
     src = gappy_file(tmp_path / "in.nc")
     inp = xr.open_dataset(src)
     for method in ("dineof", "telea", "temporal"):
@@ -265,9 +265,11 @@ def test_classical_methods_fill_the_same_layout(tmp_path):
                 method=method,
                 variables=("sst", "sss"),
                 dims=("when", "lat", "lon"),
-                holdout=0.1 if method == "dineof" else 0.0,
+                holdout=0.0 if method == "temporal" else 0.1,
                 actors=0,
                 progress=False,
+                mlflow=method == "telea",
+                tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
             )
         )
         ds = xr.open_zarr(out)
@@ -279,6 +281,12 @@ def test_classical_methods_fill_the_same_layout(tmp_path):
         assert np.isnan(o[flag == 3]).all()
         if method == "dineof":
             assert 0 < summary.heldout_rmse["sst"] < 1.0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("incdyn-impute").experiment_id])
+    assert run.data.params["method"] == "telea" and run.data.params["output"].endswith("telea.zarr")
+    assert {"wall_s", "heldout_rmse_sst", "points_filled"} <= set(run.data.metrics)
 
 
 def test_a_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
