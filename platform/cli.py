@@ -6,6 +6,7 @@
     incdyn sweep SPEC [--mode grid|asha] [--method NAME] [--context-ratios 0.5,0.7,0.9] ...  # Ray Tune
     incdyn report EXPERIMENT [--metric test_mse] [--out DIR]  # paper table from MLflow alone
     incdyn serve MODEL [--host 127.0.0.1 --port 8000]   # Ray Serve imputation service
+    incdyn impute MODEL --input URL --out URL           # fill a whole record (zarr/netCDF out)
     incdyn ui [SPEC] [--port P]                         # MLflow UI, opened on the methods' comparison
     incdyn suggest MODEL --input URL --time T --budget N  # where to observe next
 
@@ -20,6 +21,7 @@ import sys
 from types import ModuleType
 
 from incdyn.platform.experiment import cli as experiment_cli
+from incdyn.platform.impute import cli as impute_cli
 from incdyn.platform.report import cli as report_cli
 from incdyn.platform.serve import cli as serve_cli
 from incdyn.platform.suggest import cli as suggest_cli
@@ -33,6 +35,7 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "report": report_cli,
     "serve": serve_cli,
     "suggest": suggest_cli,
+    "impute": impute_cli,
     "ui": ui_cli,
 }
 

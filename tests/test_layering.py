@@ -26,6 +26,7 @@ LAYER_OF = {
     "incdyn.platform.serve": "layer 3",
     "incdyn.platform.registry": "layer 3",
     "incdyn.platform.suggest": "layer 3",
+    "incdyn.platform.impute": "layer 3",
     "incdyn.platform.experiment": "layer 4",
     "incdyn.platform.sweep": "layer 4",
     "incdyn.platform.report": "layer 4",
