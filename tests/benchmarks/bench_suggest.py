@@ -21,7 +21,8 @@ and the wall time of one suggestion.
         --workdir W --heldout
 
 ``--workdir`` holds the experiment (its store, MLflow store and checkpoints): the spec is run
-there with ``incdyn run`` first unless a finished ``ours`` run is found.
+there with ``incdyn run`` first unless a finished ``ours`` run is found. ``--checkpoint DIR
+--store URL`` measures a given checkpoint on a given store instead.
 """
 
 from __future__ import annotations
@@ -159,8 +160,10 @@ def measure(checkpoint: Path, store: str, *, heldout: bool, budget: int, samples
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--spec", type=Path, help="the experiment (run in --workdir if needed)")
+    parser.add_argument("--workdir", type=Path, help="where the experiment's files live")
+    parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint, instead of --spec")
+    parser.add_argument("--store", help="the store its test split is read from (with --checkpoint)")
     parser.add_argument("--heldout", action="store_true", help="score on held-out points only")
     parser.add_argument("--budget", type=int, default=10, help="points revealed per window")
     parser.add_argument("--samples", type=int, default=16, help="test windows")
@@ -168,8 +171,11 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.05, help="noise std, training-std units")
     parser.add_argument("--out", type=Path, help="JSON of every run and the summary")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    checkpoint, store = trained_checkpoint(args.spec, args.workdir.resolve())
+    if args.checkpoint:
+        checkpoint, store = args.checkpoint, args.store
+    else:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        checkpoint, store = trained_checkpoint(args.spec, args.workdir.resolve())
     result = measure(checkpoint, store, heldout=args.heldout, budget=args.budget,
                      samples=args.samples, seeds=args.seeds, noise=args.noise)  # fmt: skip
     result["args"] = {k: str(v) for k, v in vars(args).items()}
