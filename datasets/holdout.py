@@ -58,11 +58,17 @@ def unit_labels(
     return np.where(mask2d, labels, -1)
 
 
+def units_withheld(n: int, fraction: float) -> int:
+    """How many of a sample's ``n`` observed units are withheld: ``round(fraction · n)``, at
+    least one and never all (``n ≥ 2``); e.g. a tenth of 8 tiles is 1 tile, 12.5 %."""
+    return int(np.clip(round(fraction * n), 1, n - 1))
+
+
 def _withhold(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     units = np.unique(labels[labels >= 0])
     if len(units) < 2:
         return np.zeros(labels.shape, bool)
-    k = int(np.clip(round(fraction * len(units)), 1, len(units) - 1))
+    k = units_withheld(len(units), fraction)
     chosen = rng.permutation(units)[:k]
     return np.isin(labels, chosen)
 

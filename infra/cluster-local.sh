@@ -5,7 +5,7 @@
 # lands in $INCDYN_HOME (default: outputs/cluster-local), made absolute: the job itself runs in
 # a temporary copy of this folder that Ray deletes. $RAY_PORT, $DASHBOARD_PORT, $AGENT_PORT and
 # $CLIENT_PORT move the head's fixed ports (beside another Ray head, all four must be free).
-# README.md "Sweeps, reports and cluster jobs" shows the lines below; a test runs this script.
+# docs/sweeps-and-cluster.md shows the lines below; a test runs this script.
 set -euo pipefail
 # --- cluster-local: begin ---
 spec="${1:-experiments/quickstart.yaml}"; shift $(( $# > 0 ))

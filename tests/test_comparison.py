@@ -167,10 +167,29 @@ def test_the_view_shows_the_compared_test_metrics_and_keeps_its_tag_columns_in_s
              "test_spread_skill", "test_coverage_50", "test_heldout_mse"]  # fmt: skip
     for name in names:
         client.log_metric(run.info.run_id, name, 1.0)
-    columns = metric_columns(client, experiment_id)
-    assert columns == ["test_mse", "test_heldout_mse", "test_mse_unobserved"][:MAX_METRICS]
+    columns = metric_columns(client, experiment_id)  # chosen on held-out points: it leads
+    assert columns == ["test_heldout_mse", "test_mse", "test_mse_unobserved"][:MAX_METRICS]
     assert not {"test_mse_k5", "test_mse_k_fit_a", "test_crps_single", "val_mse"} & set(columns)
     state = view_state(columns)
     assert state["selectedColumns"][:3] == [
         "tags.`incdyn.method`", "tags.`incdyn.setting`", "tags.`incdyn.seed`"
     ]  # fmt: skip
+    assert state["orderByKey"] == "metrics.`test_heldout_mse`" and state["orderByAsc"]
+    client.log_param(run.info.run_id, "evaluation.select_on", "truth")  # chosen on truth
+    assert metric_columns(client, experiment_id)[:2] == ["test_mse", "test_mse_unobserved"]
+
+
+def test_the_view_of_data_without_truth_leads_with_the_held_out_score(tmp_path):
+    """The UI orders metric columns by name: a coverage column (``test_coverage_…``) would come
+    before ``test_heldout_mse``, so the view leaves it out (the Columns menu adds it)."""
+    from incdyn.platform.ui.view import metric_columns, view_state
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("real", artifact_location=tmp_path.as_uri())
+    run = client.create_run(experiment_id, tags={TAG_ROLE: ROLE_METHOD})
+    for name in ("test_coverage_50_heldout", "test_calibrated_coverage_90_heldout",
+                 "test_heldout_mse", "test_spread_skill_heldout"):  # fmt: skip
+        client.log_metric(run.info.run_id, name, 1.0)
+    columns = metric_columns(client, experiment_id)
+    assert columns == ["test_heldout_mse", "test_spread_skill_heldout"]
+    assert view_state(columns)["orderByKey"] == "metrics.`test_heldout_mse`"

@@ -1,7 +1,7 @@
-"""The README's cluster commands, run as written: ``infra/cluster-local.sh`` on loopback; and
+"""The documented cluster commands, run as written: ``infra/cluster-local.sh`` on loopback; and
 the console of the ``incdyn run`` it submits (progress bars and the table, not Ray's logs).
 
-The README shows the script's lines (checked here, so the two cannot drift apart); the test
+``docs/sweeps-and-cluster.md`` shows the script's lines (checked here, so the two cannot drift apart); the test
 runs the script itself from a folder holding only a tiny spec with relative paths, on free
 ports, in its own Ray temp folder (``RAY_TMPDIR``), so it neither finds nor disturbs other Ray
 instances. The script starts the head with ``--block`` and stops it with a signal on exit.
@@ -66,10 +66,10 @@ def _run_script(work: Path, env: dict) -> tuple[int, str, str]:
     return proc.returncode, stdout, stderr
 
 
-def test_readme_shows_the_script_lines():
-    readme = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- infra/cluster-local.sh -->\n```bash\n(.*?)```", readme, re.S)
-    assert m, "README's cluster block (after '<!-- infra/cluster-local.sh -->') is missing"
+def test_the_docs_show_the_script_lines():
+    doc = (ROOT / "docs" / "sweeps-and-cluster.md").read_text()
+    m = re.search(r"<!-- infra/cluster-local.sh -->\n```bash\n(.*?)```", doc, re.S)
+    assert m, "the cluster block (after '<!-- infra/cluster-local.sh -->') is missing"
     assert m.group(1) == _script_block()
     for needed in ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN", "ray start --head", "ray job submit",
                    "ray job logs"):  # fmt: skip

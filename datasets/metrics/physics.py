@@ -13,6 +13,12 @@ import torch
 
 from incdyn.datasets.pde.advection import advect
 
+# The unit of the feasibility loss, as reports name it: the residuals keep the equations' units.
+FEASIBILITY_UNITS = (
+    "in physical units, not normalised (the mean square of the shallow-water equations' "
+    "residuals: (m/s²)² for the two momentum equations, (m/s)² for the height equation)"
+)
+
 
 def _dx(a: torch.Tensor, d: float) -> torch.Tensor:
     return (a.roll(-1, -1) - a.roll(1, -1)) / (2 * d)  # periodic central difference in x

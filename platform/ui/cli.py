@@ -7,7 +7,8 @@
 A local store (SQLite, file store) gets ``mlflow ui`` on 127.0.0.1 (``--host`` to change) and a
 free port unless ``--port`` is given; it runs until Ctrl-C. The printed address opens the runs page
 in model-training mode on the saved view "incdyn: methods": one row per method run, with method,
-setting, seed and the test metrics as columns, best ``test_mse`` first.
+setting, seed and the test metrics as columns, sorted by the metric the experiment chooses on
+(``test_heldout_mse``, or ``test_mse`` when it chooses on truth), lowest first.
 """
 
 from __future__ import annotations

@@ -10,8 +10,15 @@ What the UI does by default, and what this module sets instead:
 - The runs table shows only Source, Models and Dataset columns and nests child runs under a
   collapsed parent unless it is sorted by something other than the start time. The saved view
   (an experiment tag ``mlflow.sharedViewState.<id>``, listed in the runs page's *Views* menu)
-  filters on ``incdyn.role = 'method'``, sorts by ``test_mse`` (so child runs are rows of their
-  own), and shows the method, setting and seed tags and the compared ``test_*`` metrics.
+  filters on ``incdyn.role = 'method'``, sorts by the metric the experiment chooses on (so child
+  runs are rows of their own), lower first, and shows the method, setting and seed tags and the
+  compared ``test_*`` metrics, that metric first. The UI orders metric columns by name, whatever
+  order the view lists them in, so the view lists only metrics whose names sort after it.
+
+The metric the experiment chooses on is the test counterpart of its criterion
+(``EvaluationSpec.criterion``, read from the runs' ``evaluation.*`` params): ``test_heldout_mse``
+(held-out observed points, the only score of data without truth) unless the experiment chooses on
+truth (``select_on: truth``, or no held-out points), then ``test_mse``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,15 @@ from incdyn.platform.tracking import (
 
 VIEW_ID = "incdyn-methods"
 VIEW_NAME = "incdyn: methods"
-SORT_METRIC = "test_mse"
-DEFAULT_METRICS = ("test_mse", "test_heldout_mse", "test_mse_unobserved", "test_crps")
+HELDOUT_METRIC, TRUTH_METRIC = "test_heldout_mse", "test_mse"
+# after the chosen metric, in this order where logged; then the others by name
+DEFAULT_METRICS = (
+    TRUTH_METRIC,
+    HELDOUT_METRIC,
+    "test_mse_unobserved",
+    "test_crps",
+    "test_crps_heldout",
+)
 MAX_METRICS = 3
 TAG_COLUMNS = (TAG_METHOD, TAG_SETTING, TAG_SEED)
 
@@ -47,26 +61,39 @@ def _column(kind: str, key: str) -> str:
 
 
 def view_state(metrics: list[str]) -> dict:
-    """The runs page's state: search facets and the columns (unset keys keep the UI's defaults)."""
+    """The runs page's state: search facets and the columns (unset keys keep the UI's defaults);
+    sorted by the first metric, lowest first."""
     columns = [_column("tags", t) for t in TAG_COLUMNS] + [_column("metrics", m) for m in metrics]
     return {
         "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
-        "orderByKey": _column("metrics", SORT_METRIC),
+        "orderByKey": _column("metrics", metrics[0]),
         "orderByAsc": True,
         "selectedColumns": columns,
     }
 
 
+def chosen_metric(runs: list) -> str:
+    """The test metric the experiment chooses on (see the module's docstring): ``test_mse`` when
+    a run chose on truth or none logged ``test_heldout_mse``, else ``test_heldout_mse``."""
+    on_truth = any(r.data.params.get("evaluation.select_on") == "truth" for r in runs)
+    heldout = any(HELDOUT_METRIC in r.data.metrics for r in runs)
+    truth = any(TRUTH_METRIC in r.data.metrics for r in runs)
+    return TRUTH_METRIC if (on_truth and truth) or not heldout else HELDOUT_METRIC
+
+
 def metric_columns(client: MlflowClient, experiment_id: str) -> list[str]:
-    """The compared ``test_*`` metrics the experiment's method runs logged (``test_mse`` first),
-    at most ``MAX_METRICS``: the UI puts tag columns after the metric columns and renders only
-    the columns in sight, so a wider table would hide the method, setting and seed."""
+    """The compared ``test_*`` metrics the experiment's method runs logged, the one it chooses on
+    first and then those whose names sort after it (the UI's column order), at most
+    ``MAX_METRICS``: the UI puts tag columns after the metric columns and renders only the
+    columns in sight, so a wider table would hide the method, setting and seed."""
     runs = client.search_runs(
         [experiment_id], f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'", max_results=500
     )
     keys = {k for r in runs for k in r.data.metrics if compared_metric(k)}
-    first = [m for m in DEFAULT_METRICS if m in keys] or list(DEFAULT_METRICS)
-    return (first + sorted(keys - set(first)))[:MAX_METRICS]
+    lead = chosen_metric(runs)
+    after = {k for k in keys if k > lead}  # a name sorting before the lead would precede it
+    first = [lead] + [m for m in DEFAULT_METRICS if m in after]
+    return (first + sorted(after - set(first)))[:MAX_METRICS]
 
 
 def mark_experiment(client: MlflowClient, experiment_id: str) -> None:

@@ -2,18 +2,32 @@
 
 Everything in the text comes from the run records (what MLflow holds, or the CSV exported from
 it) and the claims file, so the same records give the same bytes wherever the file is rebuilt.
-The words about a ratio are "stronger" or "weaker" than the paper's, nothing else: a ratio is a
-reading, not a score to beat.
+The words about a ratio are "stronger" or "weaker" than the paper's, or "reversed" when it lies on
+the wrong side of 1, nothing else: a ratio is a reading, not a score to beat. Each metric is named
+in its own units; each setting states the training budget it was measured at and the share of
+observations held out for choosing, both read from the runs' params.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from incdyn.datasets.holdout import units_withheld
+from incdyn.datasets.metrics.physics import FEASIBILITY_UNITS
 from incdyn.platform.report.claims.pilots import pilot_choices
 from incdyn.platform.report.claims.verdicts import ClaimsResult, PartResult
 from incdyn.platform.report.records import RunRecord
 from incdyn.platform.tracking import PARENT_ROLES, TAG_MACHINE, TAG_VERSIONS
+
+# The units each judged metric is in, as "`metric` is ..." reads (a metric not named: the MSE's).
+METRIC_UNITS = {
+    "test_mse": "normalised (squared errors in units of the training standard deviation)",
+    "test_feasibility": FEASIBILITY_UNITS,
+}
+
+
+def _units(metric: str) -> str:
+    return METRIC_UNITS.get(metric, METRIC_UNITS["test_mse"])
 
 
 def _fmt(x: float | None) -> str:
@@ -105,9 +119,61 @@ def _verdict(r: PartResult) -> str:
     )
 
 
-def _part_lines(r: PartResult) -> list[str]:
+def _part_runs(result: ClaimsResult, r: PartResult) -> list[RunRecord]:
+    ids = {i for cell in r.cells.values() for i in cell.run_ids}
+    return [rec for rec in result.records if rec.run_id in ids]
+
+
+def _steps(runs: list[RunRecord]) -> str:
+    """The training budget of a part's runs: ``300`` or ``300, 600``; "–" if not recorded."""
+    values = {rec.params["training.steps"] for rec in runs if "training.steps" in rec.params}
+    return ", ".join(sorted(values, key=lambda v: (len(v), v))) or "–"
+
+
+def _budget(runs: list[RunRecord]) -> str:
+    steps = _steps(runs)
+    batches = {rec.params.get("training.batch_size") for rec in runs} - {None}
+    batch = f" of batch {', '.join(sorted(batches))}" if batches else ""
+    return f"{steps} training steps{batch} per trained model"
+
+
+def _heldout(runs: list[RunRecord]) -> str:
+    """The observations held out of each val/test sample, as they are: whole tiles of a static
+    block mask counted (one of 8 is 12.5 %, not the nominal tenth), a share of points else."""
+    shares = set()
+    for rec in runs:
+        q = rec.params
+        fraction = q.get("evaluation.holdout.fraction")
+        if fraction in (None, "None"):
+            continue
+        f = float(fraction)
+        if q.get("data.observation.kind") == "block" and q.get("data.observation.static") == "True":
+            n = int(q["data.observation.k"])
+            k = units_withheld(n, f)
+            shares.add(
+                f"{k} of the {n} observed tiles of each validation and test sample "
+                f"({100 * k / n:.3g} %), the same in every frame"
+            )
+        else:
+            unit = {"pixel": "points", "block": "tiles", "station": "stations"}.get(
+                q.get("data.observation.kind", ""), "patches"
+            )
+            shares.add(
+                f"{100 * f:.3g} % of the observed {unit} of each validation and test sample "
+                f"(rounded to whole {unit})"
+            )
+    return "; ".join(sorted(shares)) or "none"
+
+
+def _part_lines(result: ClaimsResult, r: PartResult) -> list[str]:
     p = r.spec
+    runs = _part_runs(result, r)
     lines = [f"### {p.setting}" + (f" — {p.reading}" if p.reading else ""), ""]
+    lines += [
+        f"Measured at {_budget(runs)}. `{r.metric}` is {_units(r.metric)}; lower is better. "
+        f"Held out for truth-free scoring and choosing: {_heldout(runs)}.",
+        "",
+    ]
     lines += [*_part_table(r), ""]
     if r.selection:
         values = ", ".join(f"{k}: {v:.4g}" for k, v in r.selection.items())
@@ -139,9 +205,9 @@ def _part_lines(r: PartResult) -> list[str]:
 
 def _summary(result: ClaimsResult) -> list[str]:
     lines = [
-        "| claim | setting (reading) | judged on | ratio | incdyn | paper | against the paper "
-        "| verdict (means) | seeds where it holds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| claim | setting (reading) | judged on | training steps | ratio | incdyn | paper "
+        "| against the paper | verdict (means) | seeds where it holds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result.file.claims:
         for r in result.parts[c.id]:
@@ -149,11 +215,16 @@ def _summary(result: ClaimsResult) -> list[str]:
             verdict = "holds" if r.holds else ("no runs" if r.missing else "does not hold")
             where = r.spec.setting + (f" ({r.spec.reading})" if r.spec.reading else "")
             versus = "–" if r.missing else r.versus_paper
+            steps = _steps(_part_runs(result, r))
             lines.append(
-                f"| {c.id}. {c.title} | {where} | `{r.metric}` | {r.spec.ratio.label} | "
+                f"| {c.id}. {c.title} | {where} | `{r.metric}` | {steps} | {r.spec.ratio.label} | "
                 f"{_fmt(r.ratio)} | {r.spec.ratio.paper:.3g} | {versus} | {verdict} | {ok}/{n} |"
             )
     return lines
+
+
+def _judged(result: ClaimsResult) -> set[str]:
+    return {r.metric for parts in result.parts.values() for r in parts}
 
 
 def _pilot_lines(result: ClaimsResult) -> list[str]:
@@ -197,9 +268,12 @@ def claims_markdown(result: ClaimsResult, runs_csv: str = "RESULTS_runs.csv") ->
         f"- Versions: {_recorded(result.parents, TAG_VERSIONS)}.",
         f"- Machine: {_recorded(result.parents, TAG_MACHINE)}.",
         "- Each setting is judged on the paper's metric for its table (the summary's `judged on` "
-        "column; normalised units, lower is better). Paper numbers are the paper's own (GPU "
-        "scale, its units): compare the ratios, not the absolute values. A ratio below the "
-        "paper's is a *stronger* effect than the paper's, above it a *weaker* one.",
+        "column; lower is better), at the training budget the summary states: "
+        + "; ".join(f"`{m}` is {_units(m)}" for m in sorted(_judged(result)))
+        + ". Paper numbers are the paper's own (GPU scale, its units): compare the ratios, not "
+        "the absolute values. A ratio below the paper's is a *stronger* effect than the "
+        "paper's, between the paper's and 1 a *weaker* one, above 1 *reversed* (the effect "
+        "goes the other way).",
     ]
     if f.scale:
         lines += ["", f"Scale: {f.scale.strip()}"]
@@ -208,7 +282,7 @@ def claims_markdown(result: ClaimsResult, runs_csv: str = "RESULTS_runs.csv") ->
     for c in f.claims:
         lines += [f"## Claim {c.id}: {c.title}", "", c.statement.strip(), ""]
         for r in result.parts[c.id]:
-            lines += _part_lines(r)
+            lines += _part_lines(result, r)
         verdicts = " ".join(_verdict(r) for r in result.parts[c.id])
         lines += [f"**Verdict.** {verdicts}", ""]
         if c.notes:

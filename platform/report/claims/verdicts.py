@@ -1,5 +1,6 @@
 """Claims checked against run records (MLflow's or a CSV's): each inequality on the means over
-seeds and seed by seed; the ratio beside the paper's, stronger or weaker, never a score."""
+seeds and seed by seed; the ratio beside the paper's (stronger, weaker, or reversed when it lies
+on the wrong side of 1), never a score."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ class PartResult:
     @property
     def versus_paper(self) -> str:
         """``stronger`` when the ratio lies further below 1 than the paper's (a larger effect
-        in the claimed direction), ``weaker`` when it lies closer to 1 or above, ``equal``."""
+        in the claimed direction), ``weaker`` when it lies closer to 1, ``reversed`` when it
+        lies above 1 (the effect goes the other way), ``equal``."""
+        if self.ratio > 1:
+            return "reversed"
         if self.ratio == self.spec.ratio.paper:
             return "equal"
         return "stronger" if self.ratio < self.spec.ratio.paper else "weaker"
