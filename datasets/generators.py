@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from incdyn.datasets.errors import UserError
 from incdyn.datasets.pde import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
 from incdyn.datasets.sources import era5, navier_stokes_public, xarray_source
@@ -76,17 +77,22 @@ GENERATORS: dict[str, Generator] = {
 def make_config(source: str, preset: str, overrides: dict[str, Any]) -> Any:
     """The generator config of ``preset`` with ``overrides`` applied and validated."""
     if source not in GENERATORS:
-        raise ValueError(f"data source {source!r} is not one of {sorted(GENERATORS)}")
+        raise UserError("data.source", f"{source!r} is not one of {sorted(GENERATORS)}")
     gen = GENERATORS[source]
     if preset not in gen.presets:
-        raise ValueError(
-            f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
+        raise UserError(
+            "data.preset", f"{preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
         )
     fields = {f.name for f in dataclasses.fields(gen.config_cls)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(
-            f"data.params {unknown} are not {source} settings; allowed: {sorted(fields)}"
+        raise UserError(
+            "data.params", f"{unknown} are not {source} settings; allowed: {sorted(fields)}"
         )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return dataclasses.replace(gen.presets[preset], **values)
+    try:
+        return dataclasses.replace(gen.presets[preset], **values)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as exc:  # the config's own checks of the values
+        raise UserError("data.params", str(exc)) from exc

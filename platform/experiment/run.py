@@ -22,7 +22,7 @@ import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
-from incdyn.datasets.build import build_store, store_config
+from incdyn.datasets.build import build_store, plan_store, store_config
 from incdyn.platform.calibration import save_calibration
 from incdyn.platform.console import configure, training_bar
 from incdyn.platform.experiment.audit import check_exposure
@@ -59,10 +59,9 @@ def store_url_of(spec: ExperimentSpec) -> str:
     return resolve_local(spec.store_url)
 
 
-def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
-    """Generate (Ray tasks) or reuse the spec's store; returns its absolute URL."""
+def _store_config(spec: ExperimentSpec) -> dict:
     d = spec.data
-    config = store_config(
+    return store_config(
         source=d.source,
         preset=d.preset,
         params=dict(d.params),
@@ -76,8 +75,18 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
             isinstance(m, DiffusionMethod) and m.training_data == "complete" for m in spec.methods
         ),
     )
+
+
+def check_data(spec: ExperimentSpec) -> None:
+    """Fail on a missing file, variable or dimension, or a split larger than the data, here and
+    before Ray starts (a store that is already complete is not read again)."""
+    plan_store(store_url_of(spec), _store_config(spec))
+
+
+def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
+    """Generate (Ray tasks) or reuse the spec's store; returns its absolute URL."""
     url = store_url_of(spec)
-    status = build_store(url, config, progress=progress)
+    status = build_store(url, _store_config(spec), progress=progress)
     if progress and status == "reused":
         print(f"store {url}: reusing the finished data set")
     return url
@@ -268,6 +277,7 @@ def run_experiment(
     variants = spec.variants()
     for variant in variants:
         check_exposure(variant)
+        check_data(variant)  # the data the user named, before Ray starts
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)
