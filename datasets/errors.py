@@ -34,3 +34,8 @@ class UserError(ValueError):
         """The message on one line (a multi-line message's lines joined by '; ')."""
         parts = [p.strip() for p in str(self).splitlines()]
         return "; ".join(p for p in parts if p).replace(":;", ":")
+
+
+class DataAssumption(UserWarning):
+    """What was assumed about the user's data to read it (e.g. a time axis whose reference date
+    is ambiguous): ``FIELD: what was assumed (what would make it certain)``, one console line."""

@@ -82,13 +82,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console.configure(getattr(args, "verbose", False))
     try:
-        return SUBCOMMANDS[args.command].run(args)
+        status = SUBCOMMANDS[args.command].run(args)
     except Exception as exc:
         error = user_error_of(exc)
         if error is None or args.debug:
+            _name_log_file()
             raise  # a bug, or asked for: the traceback
         print(f"incdyn: error: {error.line()}", file=sys.stderr, flush=True)
         return 2
+    _name_log_file()
+    return status
+
+
+def _name_log_file() -> None:
+    path = console.log_file()
+    if path is not None:
+        print(
+            f"incdyn: Ray's and MLflow's messages: {path} (--verbose shows them)", file=sys.stderr
+        )
 
 
 if __name__ == "__main__":
