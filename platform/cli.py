@@ -60,18 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
 def user_error_of(exc: BaseException, depth: int = 0) -> UserError | None:
     """The :class:`UserError` behind ``exc``, unwrapped from what Ray wraps it in: a Ray task's
     or actor's ``RayTaskError`` (``.cause``), Ray Train's ``WorkerGroupError``
-    (``.worker_failures``) and ``ControllerError`` (``.controller_failure``); else None."""
+    (``.worker_failures``) and ``ControllerError`` (``.controller_failure``), or an error
+    raised ``from`` it; else None."""
     if depth > 8:
         return None
-    inner = [getattr(exc, "cause", None), getattr(exc, "controller_failure", None)]
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):  # a RayTaskError, whose as_instanceof_cause() is a
+        return user_error_of(cause, depth + 1)  # UserError too, with a traceback as its text
+    if isinstance(exc, UserError):
+        return exc
+    inner = [getattr(exc, "controller_failure", None), exc.__cause__]
     inner += list((getattr(exc, "worker_failures", None) or {}).values())
     for candidate in inner:
         if isinstance(candidate, BaseException):
             found = user_error_of(candidate, depth + 1)
             if found is not None:
                 return found
-    if isinstance(exc, UserError):
-        return exc
     return None
 
 
