@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 def _name_log_file() -> None:
     path = console.log_file()
     if path is not None:
-        print(
-            f"incdyn: Ray's and MLflow's messages: {path} (--verbose shows them)", file=sys.stderr
-        )
+        print(f"incdyn: Ray's and MLflow's own messages are in {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
