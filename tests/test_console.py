@@ -93,3 +93,21 @@ def test_the_quiet_console_sends_ray_mlflow_and_library_warnings_to_the_log_file
     text = log.read_text()
     for line in ("Token authentication", "Creating initial MLflow", "Ambiguous reference date"):
         assert line in text, text
+
+
+def test_registering_a_model_prints_nothing_on_a_quiet_console(tmp_path, monkeypatch, capfd):
+    """MLflow's own 'Successfully registered model' / 'Created version' lines (its eprint)."""
+    from mlflow.utils import logging_utils
+
+    from incdyn.platform.registry.publish import _mlflow_prints_off
+
+    monkeypatch.setattr(console, "_log", None)
+    with _mlflow_prints_off():
+        logging_utils.eprint("Created version '1' of model 'loud'.")
+    monkeypatch.setenv(console.LOG_DIR_ENV, str(tmp_path))
+    console.configure(verbose=False)
+    with _mlflow_prints_off():
+        logging_utils.eprint("Created version '2' of model 'quiet'.")
+    err = capfd.readouterr().err
+    assert "'loud'" in err and "'quiet'" not in err
+    assert logging_utils.MLFLOW_LOGGING_STREAM.enabled  # as it was
