@@ -30,10 +30,19 @@ class UserError(ValueError):
         message = f"{field}: {problem}" if field else problem
         super().__init__(f"{message} ({fix})" if fix else message)
 
+    def __reduce__(self):  # pickled across Ray processes whatever a subclass's __init__ takes
+        return _rebuild, (type(self), self.field, self.problem, self.fix)
+
     def line(self) -> str:
         """The message on one line (a multi-line message's lines joined by '; ')."""
         parts = [p.strip() for p in str(self).splitlines()]
         return "; ".join(p for p in parts if p).replace(":;", ":")
+
+
+def _rebuild(cls: type[UserError], field: str, problem: str, fix: str) -> UserError:
+    error = cls.__new__(cls)
+    UserError.__init__(error, field, problem, fix)
+    return error
 
 
 class DataAssumption(UserWarning):

@@ -33,6 +33,9 @@ class ModelNotFoundError(UserError, FileNotFoundError):
     def __init__(self, problem: str, fix: str = "") -> None:
         super().__init__(MODEL_FIELD, problem, fix)
 
+    def __reduce__(self):
+        return type(self), (self.problem, self.fix)
+
 
 CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")  # what a save writes
 SIDECAR_FILES = ("calibration.json",)  # added beside a finished checkpoint (its calibration)

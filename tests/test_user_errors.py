@@ -4,6 +4,7 @@ failing before Ray starts (in process: no Ray, no subprocess)."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 import warnings
 
@@ -104,6 +105,8 @@ def test_errors_from_ray_tasks_and_train_workers_are_unwrapped():
     from ray.train.v2.api.exceptions import WorkerGroupError
 
     error = UserError("data.n_val", "too many samples", "lower it")
+    copy = pickle.loads(pickle.dumps(error))  # as it crosses from a Ray worker
+    assert (copy.field, copy.problem, copy.fix) == ("data.n_val", "too many samples", "lower it")
     wrapped = RayTaskError("build_shard", "Traceback ...", error)
     assert user_error_of(wrapped) is error
     assert user_error_of(wrapped.as_instanceof_cause()) is error
