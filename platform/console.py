@@ -42,6 +42,7 @@ OWN_CODE = tuple(
 )
 
 _log: logging.FileHandler | None = None  # the command's log file, once configure() made it quiet
+_mlflow_env_set = False  # configure() set MLFLOW_CONFIGURE_LOGGING and MLflow has not read it
 _errors = logging.StreamHandler()  # stderr, for the routed loggers that have no console handler
 _errors.setLevel(logging.ERROR)
 
@@ -50,14 +51,16 @@ def configure(verbose: bool) -> None:
     """A quiet console unless ``verbose``: libraries' log records and warnings to :func:`log_file`.
 
     Idempotent; called again after Ray is imported (:func:`route_libraries`)."""
-    global _log
+    global _log, _mlflow_env_set
     if verbose:
         return
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow installs a stderr handler when imported unless told not to; its records then reach
     # the handler set here. Set before MLflow's first import (a later one finds it too).
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    if "MLFLOW_CONFIGURE_LOGGING" not in os.environ and "mlflow" not in sys.modules:
+        os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+        _mlflow_env_set = True
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # 'View run ...'
     if _log is None:
         folder = Path(
@@ -79,6 +82,10 @@ def route_libraries() -> None:
     calls this again before ``ray.init``."""
     if _log is None:
         return
+    global _mlflow_env_set
+    if _mlflow_env_set and "mlflow" in sys.modules:  # read: Ray's workers keep MLflow's default
+        os.environ.pop("MLFLOW_CONFIGURE_LOGGING", None)
+        _mlflow_env_set = False
     for name in ROUTED_LOGGERS:
         logger = logging.getLogger(name)
         for handler in logger.handlers:
