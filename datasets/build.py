@@ -140,21 +140,21 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
 _build_shard_task = ray.remote(num_cpus=1)(build_shard)
 
 
-def build_store(
-    url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None
-) -> str:
-    """Generate the store described by ``config`` at ``url`` unless it already exists.
+def plan_store(url: str, config: dict) -> Layout | None:
+    """The layout of the store ``config`` describes, or None when ``url`` already holds it.
 
-    Returns ``"reused"`` or ``"generated"``. A finished store built from other settings is never
-    overwritten: that is an error naming the store.
+    Everything a user can get wrong fails here, in the calling process and before any Ray task:
+    a finished store from other settings, a missing file, variable or dimension, a split larger
+    than the data (each source is probed at its last sample).
     """
     if is_complete(url, config):
-        return "reused"
+        return None
     attrs = store_attrs(url)
     if attrs.get("incdyn_complete"):
         raise StoreError(
-            f"store {url} holds a finished data set generated from other settings; "
-            "remove it or point data.store elsewhere"
+            "data.store",
+            f"{url} holds a finished data set generated from other settings",
+            "remove it, or point data.store elsewhere",
         )
     gen, cfg = _generator(config)
     total = sum(config["sizes"].values())
@@ -165,7 +165,7 @@ def build_store(
             probe = gen.generate(cfg, 1, torch.Generator(), split=split, start=n - 1)
     else:
         probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
-    layout = Layout(
+    return Layout(
         sizes=config["sizes"],
         channels=probe.channels,
         time=np.asarray(probe.time, np.float64),
@@ -180,6 +180,20 @@ def build_store(
         domain=probe.domain,
         train_truth=bool(config.get("train_truth")),
     )
+
+
+def build_store(
+    url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None
+) -> str:
+    """Generate the store described by ``config`` at ``url`` unless it already exists.
+
+    Returns ``"reused"`` or ``"generated"``. A finished store built from other settings is never
+    overwritten: that is an error naming the store.
+    """
+    layout = plan_store(url, config)
+    if layout is None:
+        return "reused"
+    total = sum(config["sizes"].values())
     write_template(url, layout, config)
     jobs = [
         (split, start, min(config["chunk"], n - start))

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from incdyn.datasets.errors import UserError
 from incdyn.datasets.pde import advection, navier_stokes, shallow_water
 from incdyn.datasets.simulation import Simulation
 from incdyn.datasets.source_config import SourceConfig
@@ -82,18 +83,18 @@ GENERATORS: dict[str, Generator] = {
 
 def make_config(source: str, preset: str, overrides: Mapping[str, Any]) -> SourceConfig:
     """The generator config of ``preset`` with ``overrides`` applied and validated; an invalid
-    one is a ``ValueError`` with a ``data.params.FIELD: problem`` line per problem."""
+    one is a :class:`UserError` with a ``data.params.FIELD: problem`` line per problem."""
     if source not in GENERATORS:
-        raise ValueError(f"data source {source!r} is not one of {sorted(GENERATORS)}")
+        raise UserError("data.source", f"{source!r} is not one of {sorted(GENERATORS)}")
     gen = GENERATORS[source]
     if preset not in gen.presets:
-        raise ValueError(
-            f"data.preset {preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
+        raise UserError(
+            "data.preset", f"{preset!r} is not a {source} preset; presets: {sorted(gen.presets)}"
         )
     try:
         return gen.config_cls.model_validate(gen.values(preset, overrides))
     except ValidationError as exc:
-        raise ValueError("\n".join(_problem(gen, err) for err in exc.errors())) from None
+        raise UserError("\n".join(_problem(gen, err) for err in exc.errors())) from None
 
 
 def _problem(gen: Generator, err: Any) -> str:

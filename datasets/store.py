@@ -33,10 +33,12 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from incdyn.datasets.errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A store is missing, malformed, or lacks a variable: the message names store and variable."""
 
 

@@ -18,9 +18,24 @@ from typing import Any
 
 import torch
 
+from incdyn.datasets.errors import UserError
 from incdyn.models.backbones.registry import build_denoiser, switch_backbone
 from incdyn.models.denoiser import Denoiser
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
+
+MODEL_FIELD = "MODEL"  # what names a trained model on the command line
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """``MODEL`` names no checkpoint: not a checkpoint directory, run artifact or registered
+    model version (a :class:`FileNotFoundError` too)."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(MODEL_FIELD, problem, fix)
+
+    def __reduce__(self):
+        return type(self), (self.problem, self.fix)
+
 
 CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")  # what a save writes
 SIDECAR_FILES = ("calibration.json",)  # added beside a finished checkpoint (its calibration)
@@ -71,7 +86,7 @@ def save_checkpoint(
 def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not an incdyn checkpoint (no meta.json)")
+        raise ModelNotFoundError(f"{directory} is not an incdyn checkpoint (no meta.json)")
     return json.loads(path.read_text())
 
 

@@ -1,9 +1,15 @@
-"""What ``incdyn run`` and ``incdyn sweep`` print: progress bars, not Ray's raw logs.
+"""What ``incdyn`` prints: its own lines and progress bars, not its libraries' logs.
 
 By default Ray's worker and actor output stays out of the console (``log_to_driver=False``;
 it is still in the session's log files) and Ray's Train/Tune loggers say only warnings: no
 ``Reporting training result N`` line per report, no ``Checkpoint successfully created``, no
-harmless internal errors. ``--verbose`` brings them all back. What the user follows instead:
+harmless internal errors. What the libraries say in the driver goes to one log file per
+command (:func:`log_file`, named in one line when the command ends): Ray's and MLflow's log
+records below ERROR (Ray's token-authentication notice, MLflow's store creation and migrations,
+its registered-model lines) and Python warnings raised outside incdyn. A warning raised by
+incdyn itself, such as :class:`~incdyn.datasets.errors.DataAssumption` (what was assumed about
+the user's data), is one ``incdyn: warning:`` line. ``--verbose`` leaves all of it on the
+console. What the user follows instead:
 
 - one bar per training: step of ``training.steps``, train and val loss, steps/s and the ETA,
   read from the method's MLflow run, where the rank-0 worker logs the curves;
@@ -13,22 +19,105 @@ harmless internal errors. ``--verbose`` brings them all back. What the user foll
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
 import threading
+import time
+import warnings
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data", "ray.serve")
+# loggers whose records go to the log file; their own console handlers keep ERROR and above
+ROUTED_LOGGERS = ("ray", "mlflow", "alembic", "huey", "py.warnings")
+LOG_DIR_ENV = "INCDYN_LOG_DIR"  # where the log files go (default: $TMPDIR/incdyn/logs)
 POLL_S = 2.0  # seconds between reads of the MLflow store
+# incdyn's own source folders: a warning raised here is for the user (one console line)
+OWN_CODE = tuple(
+    str(Path(__file__).resolve().parents[1] / d) for d in ("platform", "models", "datasets")
+)
+
+_log: logging.FileHandler | None = None  # the command's log file, once configure() made it quiet
+_mlflow_env_set = False  # configure() set MLFLOW_CONFIGURE_LOGGING and MLflow has not read it
+_errors = logging.StreamHandler()  # stderr, for the routed loggers that have no console handler
+_errors.setLevel(logging.ERROR)
 
 
 def configure(verbose: bool) -> None:
-    """Ray's driver-side loggers at WARNING unless ``verbose``."""
+    """A quiet console unless ``verbose``: libraries' log records and warnings to :func:`log_file`.
+
+    Idempotent; called again after Ray is imported (:func:`route_libraries`)."""
+    global _log, _mlflow_env_set
     if verbose:
         return
     for name in RAY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow installs a stderr handler when imported unless told not to; its records then reach
+    # the handler set here. Set before MLflow's first import (a later one finds it too).
+    if "MLFLOW_CONFIGURE_LOGGING" not in os.environ and "mlflow" not in sys.modules:
+        os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+        _mlflow_env_set = True
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # 'View run ...'
+    if _log is None:
+        folder = Path(
+            os.environ.get(LOG_DIR_ENV) or Path(tempfile.gettempdir()) / "incdyn" / "logs"
+        )
+        name = f"incdyn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        _log = logging.FileHandler(folder / name, delay=True)  # created by the first record
+        _log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        folder.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mlflow").setLevel(logging.INFO)  # as MLflow itself sets it
+    route_libraries()
+    warnings.showwarning = _show_warning
+
+
+def route_libraries() -> None:
+    """Send the routed loggers' records to the log file; their console handlers keep ERROR+.
+
+    Ray adds its console handler when imported: :func:`incdyn.platform.ray_session.init_ray`
+    calls this again before ``ray.init``."""
+    if _log is None:
+        return
+    global _mlflow_env_set
+    if _mlflow_env_set and "mlflow" in sys.modules:  # read: Ray's workers keep MLflow's default
+        os.environ.pop("MLFLOW_CONFIGURE_LOGGING", None)
+        _mlflow_env_set = False
+    for name in ROUTED_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            if handler is not _log:
+                handler.setLevel(max(handler.level, logging.ERROR))
+        if not [h for h in logger.handlers if h is not _log]:  # errors still reach the console
+            logger.addHandler(_errors)
+        if _log not in logger.handlers:
+            logger.addHandler(_log)
+        logger.propagate = False
+
+
+def quiet() -> bool:
+    """True when :func:`configure` routed the libraries' output to the log file."""
+    return _log is not None
+
+
+def log_file() -> Path | None:
+    """The log file, once something was written to it; else None."""
+    if _log is None or _log.stream is None:
+        return None
+    _log.flush()
+    return Path(_log.baseFilename)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """incdyn's own warnings: one console line; anyone else's: the log file."""
+    if str(Path(filename).resolve()).startswith(OWN_CODE):
+        print(f"incdyn: warning: {message}", file=sys.stderr, flush=True)
+        return
+    text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+    logging.getLogger("py.warnings").warning(text)
 
 
 @contextmanager

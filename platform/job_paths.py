@@ -26,7 +26,7 @@ def home() -> Path:
     if not configured:
         return Path.cwd()
     if not os.path.isabs(configured):
-        raise SpecError(f"${HOME_ENV} must be an absolute path, got {configured!r}")
+        raise SpecError(f"${HOME_ENV}", f"must be an absolute path, got {configured!r}")
     return Path(configured)
 
 
@@ -76,12 +76,14 @@ def check_job_paths(spec: ExperimentSpec) -> None:
         problems.append(f"mlflow.tracking_uri {tracking}")
     if not problems:
         return
-    listed = "".join(f"\n  - {p}" for p in dict.fromkeys(problems))
+    fields = ", ".join(dict.fromkeys(p.split(" ")[0] for p in problems))
+    listed = "; ".join(dict.fromkeys(problems))
     raise SpecError(
+        fields,
         "inside a Ray job, relative paths resolve in the job's temporary copy of the working "
-        f"directory and are deleted with it; refusing:{listed}\n"
-        "Use an absolute path on storage every node shares (e.g. --set data.store=/shared/"
+        f"directory and are deleted with it; refusing: {listed}",
+        "use an absolute path on storage every node shares (e.g. --set data.store=/shared/"
         "data/x.zarr --set ray.storage_path=/shared/runs), a gs:// URI, and an MLflow server "
         "(MLFLOW_TRACKING_URI=http://HOST:5000 in the job's env_vars); or set INCDYN_HOME to an "
-        "absolute folder in the job's env_vars to resolve relative paths against it."
+        "absolute folder in the job's env_vars to resolve relative paths against it",
     )

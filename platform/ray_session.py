@@ -19,12 +19,15 @@ import os
 
 import ray
 
+from incdyn.platform import console
+
 
 def init_ray(address: str | None = None, *, verbose: bool = True) -> None:
     """``verbose=False``: workers' and actors' output stays in Ray's log files (console.py)."""
     if ray.is_initialized():
         return
     target = address or os.environ.get("RAY_ADDRESS") or "local"
+    console.route_libraries()  # Ray's console handler exists now: its notices to the log file
     ray.init(
         address=target,
         logging_level=logging.WARNING,

@@ -3,7 +3,6 @@ comparison view (experiment tags, the saved view, its URL), on synthetic MLflow 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 
@@ -12,6 +11,7 @@ import pytest
 from matplotlib.container import BarContainer
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.cli import main
 from incdyn.platform.report.comparison import (
     log_parent_comparison,
     metrics_figure,
@@ -133,9 +133,7 @@ def test_urls_open_model_training_mode():
 
 
 def _ui(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    ui_cli.add_parser(parser.add_subparsers(dest="command"))
-    return ui_cli.run(parser.parse_args(["ui", *argv]))
+    return main(["ui", *argv])
 
 
 def test_ui_names_a_missing_experiment_and_what_the_store_holds(parent, capsys):

@@ -65,3 +65,49 @@ def test_trial_bar_counts_trials_and_keeps_the_best():
     bar.on_trial_error(iteration=2, trials=[], trial=SimpleNamespace(last_result=None))
     assert bar.done == 3 and bar.best == 0.2 and bar.failed == 1
     bar.on_experiment_end(trials=[])
+
+
+def test_the_quiet_console_sends_ray_mlflow_and_library_warnings_to_the_log_file(
+    tmp_path, monkeypatch, capsys
+):
+    """Ray's token-authentication notice, MLflow's store-creation INFO and a library's warning
+    reach the log file, not the console; incdyn's own warning is one console line."""
+    import logging
+    import warnings
+
+    import ray  # noqa: F401  (Ray's console handler exists from its import on)
+
+    monkeypatch.setenv(console.LOG_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(console, "_log", None)
+    with warnings.catch_warnings():
+        console.configure(verbose=False)
+        ray_auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        ray_auth.warning("Token authentication is enabled for this Ray cluster.")
+        logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables")
+        warnings.warn_explicit("Ambiguous reference date", UserWarning, "xarray/times.py", 1)
+        warnings.warn_explicit("time read as hours", UserWarning, console.__file__, 1)
+    err = capsys.readouterr().err
+    assert err == "incdyn: warning: time read as hours\n", err
+    log = console.log_file()
+    assert log is not None and log.parent == tmp_path
+    text = log.read_text()
+    for line in ("Token authentication", "Creating initial MLflow", "Ambiguous reference date"):
+        assert line in text, text
+
+
+def test_registering_a_model_prints_nothing_on_a_quiet_console(tmp_path, monkeypatch, capfd):
+    """MLflow's own 'Successfully registered model' / 'Created version' lines (its eprint)."""
+    from mlflow.utils import logging_utils
+
+    from incdyn.platform.registry.publish import _mlflow_prints_off
+
+    monkeypatch.setattr(console, "_log", None)
+    with _mlflow_prints_off():
+        logging_utils.eprint("Created version '1' of model 'loud'.")
+    monkeypatch.setenv(console.LOG_DIR_ENV, str(tmp_path))
+    console.configure(verbose=False)
+    with _mlflow_prints_off():
+        logging_utils.eprint("Created version '2' of model 'quiet'.")
+    err = capfd.readouterr().err
+    assert "'loud'" in err and "'quiet'" not in err
+    assert logging_utils.MLFLOW_LOGGING_STREAM.enabled  # as it was

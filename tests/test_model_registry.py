@@ -4,17 +4,17 @@ as a pyfunc model (weights + resolved spec, loaded from code, nothing pickled), 
 
 from __future__ import annotations
 
-import argparse
 import json
+import socket
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.cli import main
 from incdyn.platform.registry.model_source import resolve_checkpoint
 from incdyn.platform.registry.publish import logged_name, registered_name
-from incdyn.platform.serve import cli as serve_cli
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,10 @@ def test_a_missing_model_is_a_clear_error(registry, model, message):
 
 def test_incdyn_serve_names_a_missing_model_before_starting_ray(registry, capsys):
     _, uri, _ = registry
-    parser = argparse.ArgumentParser()
-    serve_cli.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["serve", "models:/nope/3", "--tracking-uri", uri])
-    assert serve_cli.run(args) == 2
+    with socket.socket() as s:  # a free port: Serve's own (8000) may be taken by another test
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    assert main(["serve", "models:/nope/3", "--tracking-uri", uri, "--port", port]) == 2
     err = capsys.readouterr().err
     assert "no registered model 'nope'" in err and uri in err and "tiny-compare-ours" in err
 

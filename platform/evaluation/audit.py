@@ -43,17 +43,22 @@ def audit_spec(spec: ExperimentSpec, *, samples: int = 2000) -> dict[str, Exposu
 def check_exposure(spec: ExperimentSpec) -> dict[str, ExposureReport]:
     """Raise :class:`SpecError` when a method without ``allow_zero_exposure`` has zero exposure."""
     reports = audit_spec(spec)
-    bad = []
-    for m in spec.methods:
-        report = reports.get(m.name)
-        if report is not None and report.zero_fraction > 0 and not m.allow_zero_exposure:
-            bad.append(f"method {m.name!r}: {exposure_summary(report)}")
+    bad = [
+        m
+        for m in spec.methods
+        if (r := reports.get(m.name)) is not None
+        and r.zero_fraction > 0
+        and not m.allow_zero_exposure
+    ]
     if bad:
+        m = bad[0]
         raise SpecError(
-            "the exposure audit (Theorem 1, Principle 1) found dimensions that are never queried:\n  "
-            + "\n  ".join(bad)
-            + "\nchoose a partition with the structure of the observation masks (e.g. partition.kind: "
-            "block for block masks), or set allow_zero_exposure: true on the method to run it anyway"
+            f"methods.{m.name}.partition",
+            "the exposure audit (Theorem 1, Principle 1) found dimensions that are never queried: "
+            + "; ".join(f"{b.name}: {exposure_summary(reports[b.name])}" for b in bad),
+            "choose a partition with the structure of the observation masks (e.g. partition.kind: "
+            "block for block masks), or set allow_zero_exposure: true on the method to run it "
+            "anyway",
         )
     return reports
 

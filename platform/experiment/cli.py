@@ -8,10 +8,9 @@ incdyn audit SPEC [--out DIR]                       # Principle-1 exposure audit
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from incdyn.platform.spec import SpecError, add_spec_arguments, load_spec
+from incdyn.platform.spec import add_spec_arguments, load_spec
 
 COMMANDS = ("run", "data", "audit")
 
@@ -26,7 +25,9 @@ def add_parser(subparsers: Any) -> None:
     )
     data = subparsers.add_parser("data", help="data-set commands")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    add_spec_arguments(data_sub.add_parser("generate", help="generate (or reuse) the spec's store"))
+    generate = data_sub.add_parser("generate", help="generate (or reuse) the spec's store")
+    add_spec_arguments(generate)
+    generate.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     audit = subparsers.add_parser(
         "audit", help="exposure audit of every diffusion method's partition"
     )
@@ -37,29 +38,27 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec, args.overrides)
-        if args.command == "audit":
-            from incdyn.platform.evaluation.audit import run_audit
+    """A mistake in the spec or its data fails before Ray starts (a UserError: cli.main)."""
+    spec = load_spec(args.spec, args.overrides)
+    if args.command == "audit":
+        from incdyn.platform.evaluation.audit import run_audit
 
-            return run_audit(spec, args.out)
-        if args.command == "data":
-            from incdyn.platform.data_prep import ensure_data
-            from incdyn.platform.job_paths import check_job_paths
-            from incdyn.platform.ray_session import init_ray
+        return run_audit(spec, args.out)
+    if args.command == "data":
+        from incdyn.platform.data_prep import check_data, ensure_data
+        from incdyn.platform.job_paths import check_job_paths
+        from incdyn.platform.ray_session import init_ray
 
-            check_job_paths(spec)  # inside a Ray job: no relative store that would be lost
-            init_ray(spec.ray.address)
-            ensure_data(spec)
-            return 0
-        from incdyn.platform.experiment.run import dry_run, run_experiment
+        check_job_paths(spec)  # inside a Ray job: no relative store that would be lost
+        check_data(spec)
+        init_ray(spec.ray.address, verbose=args.verbose)
+        ensure_data(spec)
+        return 0
+    from incdyn.platform.experiment.run import dry_run, run_experiment
 
-        if args.dry_run:
-            print(dry_run(spec))
-            return 0
-        run_experiment(spec, verbose=args.verbose)  # the audit may refuse it before Ray starts
-        print(f"compare the methods in the MLflow UI: incdyn ui {args.spec}")
-    except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.dry_run:
+        print(dry_run(spec))
+        return 0
+    run_experiment(spec, verbose=args.verbose)  # the audit may refuse it before Ray starts
+    print(f"compare the methods in the MLflow UI: incdyn ui {args.spec}")
     return 0

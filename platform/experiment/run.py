@@ -23,7 +23,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.console import configure, training_bar
-from incdyn.platform.data_prep import ensure_data, store_url_of
+from incdyn.platform.data_prep import check_data, ensure_data, store_url_of
 from incdyn.platform.evaluation.audit import check_exposure
 from incdyn.platform.evaluation.calibration import save_calibration
 from incdyn.platform.evaluation.evaluate import (
@@ -240,6 +240,7 @@ def run_experiment(
     variants = variants_of(spec)
     for variant in variants:
         check_exposure(variant)
+        check_data(variant)  # the data the user named, before Ray starts
     tracking_uri = resolve_tracking_uri(spec.mlflow.tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(spec.experiment_name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from incdyn.datasets.errors import UserError
 from incdyn.datasets.sources.gridded.config import XarrayConfig, XarraySourceError
 from incdyn.datasets.sources.gridded.domain import domain_mask
 from incdyn.datasets.sources.gridded.grid import Grid, grid_of
@@ -28,7 +29,7 @@ OPTION_OF = {  # the data.params field a source error names → the impute optio
 }
 
 
-class ImputeError(ValueError):
+class ImputeError(UserError):
     """The input or the options do not fit the model: the message names the option and the fix."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from incdyn.platform.checkpoint import read_meta
+from incdyn.platform.checkpoint import ModelNotFoundError, read_meta
 
 
 def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
@@ -21,7 +21,10 @@ def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
         read_meta(path)  # names the directory if it is not a checkpoint
         return path.resolve()
     if path.exists() or "/" in model or model.startswith("."):
-        raise FileNotFoundError(f"{model} is not a checkpoint directory")
+        raise ModelNotFoundError(
+            f"{model} is not a checkpoint directory",
+            "give a checkpoint directory, a method's MLflow run id or models:/NAME/VERSION",
+        )
     import mlflow
 
     from incdyn.platform.tracking import resolve_tracking_uri
@@ -32,7 +35,7 @@ def resolve_checkpoint(model: str, tracking_uri: str | None = None) -> Path:
             run_id=model, artifact_path="checkpoint", tracking_uri=uri
         )
     except Exception as exc:
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"{model!r} is neither a checkpoint directory nor an MLflow run with a 'checkpoint' "
             f"artifact in {uri} (a method's child run holds it, not the experiment's parent run): "
             f"{exc}"

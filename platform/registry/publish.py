@@ -8,10 +8,12 @@ new version, tagged with its setting, seed and spec; ``models:/quickstart-ours/1
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ import torch
 from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.utils import logging_utils
 
+from incdyn.platform import console
 from incdyn.platform.checkpoint import SIDECAR_FILES, read_meta
 from incdyn.platform.registry.pyfunc import CHECKPOINT_ARTIFACT
 from incdyn.platform.tracking import TAG_METHOD, TAG_SEED, TAG_SETTING, TAG_SPEC
@@ -101,8 +105,23 @@ def publish_model(
                 model_id=logged.model_id,
             )
     name = registered_name(experiment, method)
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
+    with _mlflow_prints_off():
+        version = mlflow.register_model(info.model_uri, name, tags=tags)
+    logging.getLogger("mlflow").info("registered %s version %s", name, version.version)
     return name, str(version.version)
+
+
+@contextmanager
+def _mlflow_prints_off():
+    """MLflow prints 'Successfully registered model' and 'Created version' to the console
+    itself; a quiet console (console.configure) keeps to incdyn's lines (the log file gets one)."""
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
+    enabled = stream.enabled
+    stream.enabled = enabled and not console.quiet()
+    try:
+        yield
+    finally:
+        stream.enabled = enabled
 
 
 def model_tags(spec: Any, method: Any) -> dict[str, str]:

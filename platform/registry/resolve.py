@@ -1,7 +1,7 @@
 """``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` → the checkpoint directory of that version.
 
-A missing model, version or alias is a :class:`FileNotFoundError` that names it, the registry,
-and what the registry does hold.
+A missing model, version or alias is a :class:`ModelNotFoundError` (a :class:`FileNotFoundError`)
+that names it, the registry, and what the registry does hold.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.checkpoint import ModelNotFoundError
 from incdyn.platform.registry.pyfunc import CHECKPOINT_ARTIFACT
 
 MODELS_SCHEME = "models:/"
@@ -29,7 +30,9 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
         name, version = rest.split("/")
         if name and (version.isdigit() or version == "latest"):
             return name, version, None
-    raise ValueError(f"{uri!r} is not a model URI: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    raise ModelNotFoundError(
+        f"{uri!r} is not a model URI", "use models:/NAME/VERSION or models:/NAME@ALIAS"
+    )
 
 
 def _versions(client: MlflowClient, name: str) -> list[str]:
@@ -45,14 +48,14 @@ def _version_of(
         registered = client.get_registered_model(name)
     except MlflowException:
         names = sorted(m.name for m in client.search_registered_models())
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"no registered model {name!r} in the model registry at {where} "
             f"(registered models: {', '.join(names) or 'none'})"
         ) from None
     if alias is not None:
         aliases = dict(registered.aliases or {})
         if alias not in aliases:
-            raise FileNotFoundError(
+            raise ModelNotFoundError(
                 f"registered model {name!r} at {where} has no alias {alias!r} "
                 f"(aliases: {', '.join(sorted(aliases)) or 'none'})"
             )
@@ -61,7 +64,7 @@ def _version_of(
     if version == "latest" and versions:
         return versions[-1]
     if version not in versions:
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"registered model {name!r} at {where} has no version {version} "
             f"(versions: {', '.join(versions) or 'none'})"
         )
@@ -77,7 +80,7 @@ def checkpoint_of_model(uri: str, tracking_uri: str) -> Path:
     local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
     checkpoint = Path(local) / "artifacts" / CHECKPOINT_ARTIFACT
     if not (checkpoint / "meta.json").is_file():
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"{uri} (version {version}) holds no incdyn checkpoint ({CHECKPOINT_ARTIFACT}/meta.json)"
         )
     return checkpoint

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
+import socket
 import threading
 from pathlib import Path
 from typing import Any
+
+from incdyn.datasets.errors import UserError
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -41,6 +43,31 @@ def grid_of(checkpoint: Path) -> tuple[int, int] | None:
         return int(sizes["y"]), int(sizes["x"])
     except Exception:  # no store recorded, or not reachable from here: accept any grid
         return None
+
+
+def check_port(host: str, port: int, *, bind: bool) -> None:
+    """A TCP port; with ``bind`` (a local Ray: Serve's proxy listens here) one free on ``host``."""
+    if not 1 <= port <= 65535:
+        raise UserError("--port", f"{port} is not a TCP port", "give one in 1..65535")
+    if not bind:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        problem = f"{host!r} is not an address of this machine ({exc.strerror})"
+        raise UserError("--host", problem) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(
+                "--port",
+                f"{host}:{port} cannot be listened on ({exc.strerror})",
+                "stop what serves there, or choose another --port",
+            ) from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -82,30 +109,28 @@ def run(args: argparse.Namespace) -> int:
     from incdyn.platform.serve.app import build_app
     from incdyn.platform.serve.config import ServeConfig
 
-    try:  # fail before Ray starts when MODEL is neither a checkpoint nor a run with one
-        checkpoint = resolve_checkpoint(args.model, args.tracking_uri)
-        config = ServeConfig(
-            max_batch_size=args.max_batch_size,
-            batch_wait_s=args.batch_wait_s,
-            max_k=args.max_k,
-            max_body_bytes=int(args.max_body_mb * 2**20),
-            grid=args.grid or grid_of(checkpoint),
-            threads=max(1, int(args.cpus_per_replica)),
-        )
-        app = build_app(
-            args.model,
-            config=config,
-            tracking_uri=args.tracking_uri,
-            replicas=args.replicas,
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
-            cpus_per_replica=args.cpus_per_replica,
-            gpus_per_replica=args.gpus_per_replica,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # what the user gave fails before Ray starts (UserError: one line, cli.main)
     local = not os.environ.get("RAY_ADDRESS")
+    check_port(args.host, args.port, bind=local)
+    checkpoint = resolve_checkpoint(args.model, args.tracking_uri)
+    config = ServeConfig(
+        max_batch_size=args.max_batch_size,
+        batch_wait_s=args.batch_wait_s,
+        max_k=args.max_k,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        grid=args.grid or grid_of(checkpoint),
+        threads=max(1, int(args.cpus_per_replica)),
+    )
+    app = build_app(
+        args.model,
+        config=config,
+        tracking_uri=args.tracking_uri,
+        replicas=args.replicas,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        cpus_per_replica=args.cpus_per_replica,
+        gpus_per_replica=args.gpus_per_replica,
+    )
     init_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)

@@ -6,6 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from incdyn.datasets.errors import UserError
+
+# the command-line option of each setting (``incdyn serve``)
+OPTIONS = {"max_body_bytes": "--max-body-mb", "threads": "--cpus-per-replica"}
+
+
+def _option(name: str) -> str:
+    return OPTIONS.get(name, f"--{name.replace('_', '-')}")
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -34,9 +43,11 @@ class ServeConfig:
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_k", "max_body_bytes", "max_network_batch", "threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"serve option {name}={getattr(self, name)} must be >= 1")
+                raise UserError(
+                    _option(name), f"{getattr(self, name)} is below 1", "give 1 or more"
+                )
         if self.batch_wait_s < 0:
-            raise ValueError(f"serve option batch_wait_s={self.batch_wait_s} must be >= 0")
+            raise UserError("--batch-wait-s", f"{self.batch_wait_s} is negative", "give 0 or more")
 
 
 def deployment_options(
@@ -56,7 +67,11 @@ def deployment_options(
         lo = 1 if min_replicas is None else min_replicas
         hi = max(lo, replicas) if max_replicas is None else max_replicas
         if not 0 <= lo <= hi or hi < 1:
-            raise ValueError(f"need 0 <= min_replicas <= max_replicas >= 1, got {lo}, {hi}")
+            raise UserError(
+                "--min-replicas/--max-replicas",
+                f"{lo}, {hi} are not 0 <= min <= max >= 1",
+                "raise --max-replicas to at least --min-replicas and 1",
+            )
         options["autoscaling_config"] = {
             "min_replicas": lo,
             "initial_replicas": max(lo, 1),
@@ -65,6 +80,6 @@ def deployment_options(
         }
     else:
         if replicas < 1:
-            raise ValueError(f"replicas={replicas} must be >= 1")
+            raise UserError("--replicas", f"{replicas} is below 1", "give 1 or more")
         options["num_replicas"] = replicas
     return options

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from incdyn.datasets.errors import UserError
 
-class SpecError(ValueError):
+
+class SpecError(UserError):
     """An invalid experiment spec; the message lists every problem with its field path."""
 
 

@@ -71,7 +71,8 @@ def _format(exc: ValidationError, source: str) -> SpecError:
             got = err.get("input")
             shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
             lines.append(f"{path or '(top level)'}: {err['msg']}{shown}")
-    return SpecError(f"invalid experiment spec {source}:\n  " + "\n  ".join(lines))
+    where = f" (in {source})" if source != "<dict>" else ""
+    return SpecError("; ".join(lines) + where)
 
 
 def _set(tree: Any, path: list[str], value: Any, full: str) -> None:
@@ -125,13 +126,13 @@ def _apply_profile(raw: dict, source: str) -> dict:
     try:
         return {**apply_overrides(raw, items), "profile_applied": True}
     except SpecError as exc:
-        raise SpecError(f"invalid experiment spec {source}: profile {name!r}: {exc}") from None
+        raise SpecError(f"profiles.{name}", f"{exc} (in {source})") from None
 
 
 def parse_spec(raw: Any, source: str = "<dict>") -> ExperimentSpec:
     """Validate a raw spec mapping (after applying its selected profile)."""
     if not isinstance(raw, dict):
-        raise SpecError(f"invalid experiment spec {source}: the top level must be a mapping")
+        raise SpecError("SPEC", f"{source}: the top level must be a mapping of spec sections")
     raw = _apply_profile(raw, source)
     try:
         return ExperimentSpec.model_validate(raw)
@@ -143,11 +144,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
     """Read, override and validate a YAML spec."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"experiment spec {path} does not exist")
+        raise SpecError("SPEC", f"{path} does not exist", "give the path of an experiment spec")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SpecError(f"experiment spec {path} is not valid YAML: {exc}") from None
+        raise SpecError("SPEC", f"{path} is not valid YAML: {exc}") from None
     if isinstance(raw, dict) and overrides:
         # --set may choose the profile; the profile goes in first, then --set wins over it
         raw = apply_overrides(_apply_profile(apply_overrides(raw, overrides), str(path)), overrides)

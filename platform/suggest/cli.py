@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -140,24 +139,27 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from incdyn.datasets.errors import UserError
     from incdyn.platform.suggest.window import suggest_window
 
     try:
         denoiser, meta, plan, window, options = _load(args)
-        norm = meta["normalization"]
-        mean = np.asarray(norm["mean"], np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(norm["std"], np.float32).reshape(1, -1, 1, 1)
-        x = np.where(window.mask[:, None], (window.values - mean) / std, 0.0)
-        start = time.perf_counter()
+    except ValueError as exc:  # a user's mistake: one line (cli.main)
+        raise exc if isinstance(exc, UserError) else UserError(str(exc)) from None
+    norm = meta["normalization"]
+    mean = np.asarray(norm["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(norm["std"], np.float32).reshape(1, -1, 1, 1)
+    x = np.where(window.mask[:, None], (window.values - mean) / std, 0.0)
+    start = time.perf_counter()
+    try:
         suggestion = suggest_window(
             denoiser, plan, torch.from_numpy(x.transpose(1, 0, 2, 3).astype(np.float32)),
             torch.from_numpy(window.mask), options.request(window.values.shape[0]),
             domain=torch.from_numpy(window.domain), k=options.k,
             generator=torch.Generator().manual_seed(options.seed),
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"incdyn: error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a budget beyond the candidates, a frame outside the window
+        raise UserError(str(exc)) from None
     seconds = time.perf_counter() - start
     result = _write(args.out, window, suggestion, options, args)
     print(f"{options.rule} rule, {options.budget} {options.unit}(s) at {window.time}; summed "

@@ -8,7 +8,6 @@ incdyn sweep SPEC --set training.steps=200 --max-concurrent 4
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from incdyn.platform.spec import add_spec_arguments
@@ -54,24 +53,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from incdyn.platform.spec import SpecError, load_spec
+    """A bad spec, axis value or audit fails before Ray starts (a UserError: cli.main)."""
+    from incdyn.platform.spec import load_spec
+    from incdyn.platform.sweep.driver import run_sweep
 
-    try:
-        spec = load_spec(args.spec, args.overrides)
-        from incdyn.platform.sweep.driver import run_sweep
-
-        results = run_sweep(
-            spec,
-            mode=args.mode,
-            method=args.method,
-            context_ratios=args.context_ratios,
-            query_ratios=args.query_ratios,
-            backbones=args.backbones,
-            num_samples=args.num_samples if args.mode == "asha" else 1,
-            max_concurrent=args.max_concurrent,
-            verbose=args.verbose,
-        )
-    except (SpecError, ValueError) as exc:  # bad spec, axis value or audit: before Ray starts
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_spec(args.spec, args.overrides)
+    results = run_sweep(
+        spec,
+        mode=args.mode,
+        method=args.method,
+        context_ratios=args.context_ratios,
+        query_ratios=args.query_ratios,
+        backbones=args.backbones,
+        num_samples=args.num_samples if args.mode == "asha" else 1,
+        max_concurrent=args.max_concurrent,
+        verbose=args.verbose,
+    )
     return 0 if all(r.best is not None for r in results) else 1

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import ray
 
+from incdyn.datasets.errors import UserError
+
 TRIAL_CPU = 0.01  # the trial function's own actor ({"cpu": 0} is refused by Tune)
 
 
@@ -43,17 +45,21 @@ def plan_resources(
     if cpus_per_worker:
         fit = math.floor(cluster_cpus / (num_workers * cpus_per_worker + TRIAL_CPU) + 1e-9)
         if fit < 1:
-            raise ValueError(
+            raise UserError(
+                "ray.cpus_per_worker",
                 f"a trial needs {num_workers} workers × {cpus_per_worker} CPUs (+{TRIAL_CPU}); "
-                f"the cluster has {cluster_cpus} CPUs: lower ray.cpus_per_worker or ray.num_workers"
+                f"the cluster has {cluster_cpus} CPUs",
+                "lower ray.cpus_per_worker or ray.num_workers",
             )
     else:
         fit = max(1, math.floor(cluster_cpus / num_workers + 1e-9))
     if use_gpu:
         by_gpu = math.floor(cluster_gpus / num_workers + 1e-9)
         if by_gpu < 1:
-            raise ValueError(
-                f"ray.use_gpu: a trial needs {num_workers} GPUs; the cluster has {cluster_gpus}"
+            raise UserError(
+                "ray.use_gpu",
+                f"a trial needs {num_workers} GPUs; the cluster has {cluster_gpus}",
+                "lower ray.num_workers, or set ray.use_gpu: false",
             )
         fit = min(fit, by_gpu)
     concurrent = max(1, min(fit, n_trials, max_concurrent or fit))

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from incdyn.datasets.errors import UserError
 from incdyn.models.backbones.registry import switch_backbone
 from incdyn.platform.evaluation.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
@@ -46,7 +47,9 @@ def swept_method(spec: ExperimentSpec, name: str | None = None) -> DiffusionMeth
     if not diffusion:
         names = [m.name for m in spec.methods if isinstance(m, DiffusionMethod)]
         wanted = f"diffusion method {name!r}" if name else "a diffusion method"
-        raise ValueError(f"spec {spec.name!r} has no {wanted} to sweep; diffusion methods: {names}")
+        raise UserError(
+            "--method", f"spec {spec.name!r} has no {wanted} to sweep; diffusion methods: {names}"
+        )
     return diffusion[0]
 
 

@@ -19,6 +19,8 @@ import sys
 import threading
 from typing import Any
 
+from incdyn.datasets.errors import UserError
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``ui`` subcommand to the ``incdyn`` parser's subparsers."""
@@ -67,13 +69,15 @@ def _experiments(client: Any, names: list[str] | None, uri: str) -> list[Any]:
             )
         ]
         if not found:
-            raise ValueError(f"no incdyn experiment (no method run) in {uri}")
+            raise UserError("--tracking-uri", f"no incdyn experiment (no method run) in {uri}")
         return found
     found = [client.get_experiment_by_name(n) for n in names]
     missing = [n for n, e in zip(names, found, strict=True) if e is None]
     if missing:
         have = sorted(e.name for e in client.search_experiments())
-        raise ValueError(f"no MLflow experiment {missing[0]!r} in {uri}; experiments: {have}")
+        raise UserError(
+            "--experiment", f"no MLflow experiment {missing[0]!r} in {uri}; experiments: {have}"
+        )
     return found
 
 
@@ -108,16 +112,11 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the store, start the UI (local stores), print the URLs, block until Ctrl-C."""
     from mlflow.tracking import MlflowClient
 
-    from incdyn.platform.spec import SpecError
     from incdyn.platform.ui.server import start_ui, stop_ui
 
-    try:
-        uri, names = _target(args)
-        client = MlflowClient(uri)
-        experiments = _experiments(client, names, uri)
-    except (SpecError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    uri, names = _target(args)  # a bad spec or experiment: a UserError (cli.main)
+    client = MlflowClient(uri)
+    experiments = _experiments(client, names, uri)
     if uri.startswith(("http://", "https://")):  # a tracking server already serves the UI
         print_urls(client, uri, experiments)
         return 0

@@ -4,6 +4,8 @@ before any work starts, that its names and time axis fit the config."""
 from __future__ import annotations
 
 import asyncio
+import re
+import warnings
 from functools import lru_cache
 
 import fsspec
@@ -11,6 +13,7 @@ import numpy as np
 import xarray as xr
 from fsspec.asyn import sync
 
+from incdyn.datasets.errors import DataAssumption
 from incdyn.datasets.sources.gridded.config import XarrayConfig, XarraySourceError, parse_variable
 
 REMOTE = ("gs://", "gcs://")
@@ -71,11 +74,45 @@ def open_file(
         options = {"token": "anon"}
     _probe(path, options, timeout_s)
     try:
-        if engine_of(url, engine) == "zarr":
-            return xr.open_zarr(path, storage_options=options or None, chunks=None)
-        return xr.open_dataset(path, engine=engine_of(url, engine), chunks=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if engine_of(url, engine) == "zarr":
+                ds = xr.open_zarr(path, storage_options=options or None, chunks=None)
+            else:
+                ds = xr.open_dataset(path, engine=engine_of(url, engine), chunks=None)
     except Exception as exc:
         raise XarraySourceError(f"data.params.url: cannot open {url}: {exc}") from exc
+    _reissue(caught, url)
+    return ds
+
+
+# xarray's words for a reference date it had to complete ("hours since 1-1-1 00:00:0.0")
+AMBIGUOUS_DATE = re.compile(
+    r"Ambiguous reference date string: (?P<given>.+?)\. .*reference date string is: "
+    r"(?P<read>.+?)\)"
+)
+
+
+def _reissue(caught: list[warnings.WarningMessage], url: str) -> None:
+    """xarray's decoding warnings (a time axis decoded with an assumption): one
+    :class:`DataAssumption` that says what was assumed; any other warning as it was."""
+    assumed = []
+    for w in caught:
+        if not issubclass(w.category, xr.SerializationWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        text = str(w.message)
+        if found := AMBIGUOUS_DATE.search(text):
+            text = (
+                f"the reference date {found['given']!r} of its time units is ambiguous, read "
+                f"as {found['read']} (year first; write the year with four digits to be sure)"
+            )
+        else:  # xarray's own words, less how to silence them
+            text = re.split(r"\.? To (?:silence|remove) this", text)[0]
+        assumed.append(text)
+    if assumed:
+        said = "; ".join(dict.fromkeys(assumed))
+        warnings.warn(DataAssumption(f"data.params.url: {url}: {said}"), stacklevel=1)
 
 
 def variable(ds: xr.Dataset, cfg: XarrayConfig, name: str) -> xr.DataArray:
