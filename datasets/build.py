@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import numpy as np
 import ray
@@ -143,9 +144,15 @@ _build_shard_task = ray.remote(num_cpus=1)(build_shard)
 
 
 def build_store(
-    url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None
+    url: str,
+    config: dict,
+    *,
+    progress: bool = True,
+    use_ray: bool | None = None,
+    on_shard: Callable[[], None] | None = None,
 ) -> str:
-    """Generate the store described by ``config`` at ``url`` unless it already exists.
+    """Generate the store described by ``config`` at ``url`` unless it already exists;
+    ``on_shard`` is called after each shard is written.
 
     Returns ``"reused"`` or ``"generated"``. A finished store built from other settings is never
     overwritten: that is an error naming the store.
@@ -196,11 +203,15 @@ def build_store(
         if inline:
             for split, start, n in jobs:
                 bar.update(build_shard(url, config, split, start, n))
+                if on_shard:
+                    on_shard()
         else:
             pending = [_build_shard_task.remote(url, config, *job) for job in jobs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 bar.update(ray.get(done[0]))
+                if on_shard:
+                    on_shard()
     finalize(url)
     if progress:
         print(f"store {url}: {total} samples in {time.perf_counter() - t0:.1f} s")

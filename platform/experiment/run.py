@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mlflow
@@ -23,6 +24,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from incdyn.datasets.build import build_store, store_config
+from incdyn.platform import kill_points
 from incdyn.platform.calibration import save_calibration
 from incdyn.platform.console import configure, training_bar
 from incdyn.platform.experiment.audit import check_exposure
@@ -32,6 +34,7 @@ from incdyn.platform.experiment.evaluate import (
     evaluate_diffusion,
 )
 from incdyn.platform.experiment.verification import log_verification
+from incdyn.platform.ghosts import reap_ghosts
 from incdyn.platform.job_paths import check_job_paths, resolve_local
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.registry.publish import model_tags, publish_model
@@ -77,7 +80,9 @@ def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
         ),
     )
     url = store_url_of(spec)
-    status = build_store(url, config, progress=progress)
+    status = build_store(
+        url, config, progress=progress, on_shard=partial(kill_points.reached, "data")
+    )
     if progress and status == "reused":
         print(f"store {url}: reusing the finished data set")
     return url
@@ -145,6 +150,7 @@ def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> E
     with trained.checkpoint.as_directory() as ckpt:
         with timings.phase("evaluation"):
             ev = evaluate_diffusion(ckpt, spec, method, store_url=r.url)
+            kill_points.reached("evaluation")
             if ev.verification is not None and ev.verification.calibration is not None:
                 # beside the weights before they are logged and registered: the checkpoint
                 # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
@@ -210,6 +216,7 @@ def _record_method(r: _MethodRun, trained: Trained | None, client: MlflowClient)
             client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
         )
         if ev.verification is not None:
+            kill_points.reached("verification")
             log_verification(client, run_id, ev.verification, title=title)
     log_metrics(client, run_id, timings.metrics())
     return {
@@ -316,6 +323,10 @@ def _run_variant(
             role=ROLE_EXPERIMENT,
             run_name=f"{spec.name} ({spec.setting})",
         )
+        reap_ghosts(
+            client, experiment_id, spec_name=spec.name, setting=spec.setting,
+            role=ROLE_EXPERIMENT, replaced_by=parent_id,
+        )  # fmt: skip
     with run_scope(client, parent_id):
         seeded = [spec.model_copy(update={"seed": seed}) for seed in spec.run_seeds]
         with timings.phase("data"):  # per_seed: a store each

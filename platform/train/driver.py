@@ -24,6 +24,7 @@ from pathlib import Path
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from incdyn.platform import kill_points
 from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
@@ -132,6 +133,7 @@ def worker_config(
         "threads": max(1, int(cpus)),
         "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
         "compile_cache": compile_cache_dir(spec) if spec.training.compile else None,
+        **kill_points.worker_fields(),  # fault injection ($INCDYN_KILL_AT), unset by default
     }
 
 

@@ -10,7 +10,8 @@ What the UI does by default, and what this module sets instead:
 - The runs table shows only Source, Models and Dataset columns and nests child runs under a
   collapsed parent unless it is sorted by something other than the start time. The saved view
   (an experiment tag ``mlflow.sharedViewState.<id>``, listed in the runs page's *Views* menu)
-  filters on ``incdyn.role = 'method'``, sorts by ``test_mse`` (so child runs are rows of their
+  filters on ``incdyn.role = 'method'`` and FINISHED runs (a killed attempt's runs are not
+  compared), sorts by ``test_mse`` (so child runs are rows of their
   own), and shows the method, setting and seed tags and the compared ``test_*`` metrics.
 """
 
@@ -50,7 +51,7 @@ def view_state(metrics: list[str]) -> dict:
     """The runs page's state: search facets and the columns (unset keys keep the UI's defaults)."""
     columns = [_column("tags", t) for t in TAG_COLUMNS] + [_column("metrics", m) for m in metrics]
     return {
-        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
+        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}' and attributes.status = 'FINISHED'",
         "orderByKey": _column("metrics", SORT_METRIC),
         "orderByAsc": True,
         "selectedColumns": columns,
