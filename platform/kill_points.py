@@ -42,7 +42,8 @@ def parse(value: str | None) -> tuple[str, int] | None:
 
 def worker_fields() -> dict[str, object]:
     """What a Ray Train worker's config carries for :func:`arm` (the driver's setting)."""
-    return {"kill_at": os.environ.get(KILL_ENV), "driver_pid": os.getpid()}
+    driver = int(os.environ.get(DRIVER_ENV) or os.getpid())  # a sweep trial: its driver's
+    return {"kill_at": os.environ.get(KILL_ENV), "driver_pid": driver}
 
 
 def arm(config: dict) -> None:

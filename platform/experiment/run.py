@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from incdyn.datasets.build import build_store, store_config
 from incdyn.platform import kill_points
 from incdyn.platform.calibration import save_calibration
-from incdyn.platform.console import configure, training_bar
+from incdyn.platform.console import configure, resume_line, training_bar
 from incdyn.platform.experiment.audit import check_exposure
 from incdyn.platform.experiment.evaluate import (
     Evaluation,
@@ -54,7 +54,7 @@ from incdyn.platform.tracking import (
     start_parent,
 )
 from incdyn.platform.train.driver import run_name
-from incdyn.platform.train.group import Trained, TrainingJob, train_jobs
+from incdyn.platform.train.group import Trained, TrainingJob, find_stored, train_jobs
 from incdyn.platform.ui.view import mark_experiment
 
 
@@ -113,14 +113,25 @@ def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> 
     first: dict[str, TrainingJob] = {}  # per training, the run that logs its curves
     for job in jobs:
         first.setdefault(job.name, job)
-    steps = sum(job.spec.training.steps for job in first.values())
+    found = find_stored(jobs)
+    start = {n: min(found.get(n, (0, None))[0], j.spec.training.steps) for n, j in first.items()}
+    if found:  # a rerun: what it found of each training
+        for name, job in first.items():
+            label = f"training {job.method.name} (seed {job.spec.seed})"
+            print(resume_line(label, start[name], job.spec.training.steps))
+    steps = sum(job.spec.training.steps - start[name] for name, job in first.items())
     methods = ", ".join(dict.fromkeys(r.method.name for r in diffusion))
     seeds = list(dict.fromkeys(str(job.spec.seed) for job in jobs))
     desc = f"train {methods} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
-    run_ids = [job.run_id for job in jobs if first[job.name] is job] if progress else []
-    with training_bar(client.tracking_uri, run_ids, steps, desc):
+    left = {n: j for n, j in first.items() if start[n] < j.spec.training.steps}
+    run_ids = [job.run_id for job in left.values()] if progress else []
+    started = {job.run_id: start[name] for name, job in left.items()}
+    with training_bar(client.tracking_uri, run_ids, steps, desc, started):
         trained = train_jobs(
-            jobs, tracking_uri=client.tracking_uri, shared=diffusion[0].spec.ray.shared_worker_group
+            jobs,
+            tracking_uri=client.tracking_uri,
+            shared=diffusion[0].spec.ray.shared_worker_group,
+            found=found,
         )
     seconds = time.perf_counter() - t0
     for r, job in zip(diffusion, jobs, strict=True):

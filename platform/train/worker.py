@@ -315,8 +315,13 @@ def train(
 
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
     device, model, optimizer, loader = run.device, run.model, run.optimizer, run.loader
-    g = torch.Generator(device=device).manual_seed(seed * 100_003 + run.rank * 1_009 + step)
+    # A resumed training takes the batches and noise an uninterrupted one would: the epoch's
+    # order is seeded by the epoch, its batches before the checkpoint are skipped, and the
+    # generator is seeded afresh at every step.
+    g = torch.Generator(device=device)
     running, count, t0, epoch = 0.0, 0, time.perf_counter(), step // max(1, len(loader))
+    if hasattr(getattr(loader, "sampler", None), "skip"):
+        loader.sampler.skip = (step % max(1, len(loader))) * training.batch_size
     model.train()
     mark = time.perf_counter()
     while step < training.steps:
@@ -329,6 +334,7 @@ def train(
                 group["lr"] = learning_rate(step, training)
             if probe:
                 probe.saw(epoch, batch["index"])
+            g.manual_seed(seed * 100_003 + run.rank * 1_009 + step)
             x, m = batch["x_obs"].to(device), batch["mask"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 if "truth" in batch:  # the complete-data oracle
