@@ -110,6 +110,14 @@ def test_a_checkpoint_the_snapshot_names_but_is_gone_resumes_from_the_newest_rem
         assert torch.equal(a, b), key
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (Ray's keep the driver's session, not its group)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ProcessLookupError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
 def test_a_killed_driver_leaves_no_running_run_and_no_second_model_version(tmp_path, ray_local):
     """``incdyn run`` killed (SIGKILL) after the model's registration, while its test metrics
     are being logged; the same spec again finishes and leaves nothing behind."""
@@ -124,10 +132,9 @@ def test_a_killed_driver_leaves_no_running_run_and_no_second_model_version(tmp_p
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        assert killed.wait(timeout=300) == -signal.SIGKILL
+        assert killed.wait(timeout=600) == -signal.SIGKILL
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(killed.pid, signal.SIGKILL)  # its own Ray processes
+        kill_session(killed.pid)  # the Ray processes it started
     spec = parse_spec(raw)
     client = MlflowClient(spec.mlflow.tracking_uri)
     experiment_id = client.get_experiment_by_name(spec.experiment_name).experiment_id
@@ -144,3 +151,66 @@ def test_a_killed_driver_leaves_no_running_run_and_no_second_model_version(tmp_p
     assert {r.data.tags[TAG_REPLACED_BY] for r in killed_runs} == {parent.info.run_id}
     (version,) = client.search_model_versions("name = 'killed-ours'")
     assert version.tags[TAG_TRAINING] == run_name(spec, spec.methods[0])
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_rerun_marks_only_the_runs_whose_owner_is_gone(tmp_path):
+    """Of two earlier attempts left RUNNING, the one whose process is gone (with its children)
+    is marked KILLED and tagged with its replacement; a live one and another host's are not."""
+    from incdyn.platform.ghosts import reap_ghosts
+    from incdyn.platform.owner import TAG_HOST, TAG_PID, owner_tags
+
+    spec = parse_spec(tiny_spec(tmp=tmp_path))
+    client = MlflowClient(spec.mlflow.tracking_uri)
+    exp = client.create_experiment("ghosts")
+    dead = {**owner_tags(), TAG_PID: str(_dead_pid())}
+    elsewhere = {**dead, TAG_HOST: "another-host"}
+    ids = {}
+    for label, owner in (("dead", dead), ("live", owner_tags()), ("elsewhere", elsewhere)):
+        tags = {TAG_ROLE: "experiment", "incdyn.spec_name": spec.name,
+                "incdyn.setting": spec.setting, **owner}  # fmt: skip
+        parent = client.create_run(exp, tags=tags).info.run_id
+        child = client.create_run(exp, tags={"mlflow.parentRunId": parent, **owner}).info.run_id
+        ids[label] = (parent, child)
+    marked = reap_ghosts(client, exp, spec_name=spec.name, setting=spec.setting,
+                         role="experiment", replaced_by="new")  # fmt: skip
+    assert sorted(marked) == sorted(ids["dead"])
+    for run_id in ids["dead"]:
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and run.data.tags[TAG_REPLACED_BY] == "new"
+    for run_id in ids["live"] + ids["elsewhere"]:
+        assert client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_a_killed_sweep_is_taken_over_and_its_killed_trials_left_out(tmp_path):
+    """The rerun of a killed sweep adopts its parent run and Tune run; the trial that was
+    running is marked KILLED, left out of the summary (it runs again); a finished one stays."""
+    from incdyn.platform.owner import TAG_PID, owner_tags
+    from incdyn.platform.sweep.driver import TAG_SWEEP_KEY, TAG_TUNE_RUN, adopt_killed_sweep
+    from incdyn.platform.sweep.summary import collect_trials
+
+    spec = parse_spec(tiny_spec(tmp=tmp_path))
+    client = MlflowClient(spec.mlflow.tracking_uri)
+    exp = client.create_experiment("sweeps")
+    dead = {**owner_tags(), TAG_PID: str(_dead_pid())}
+    tags = {TAG_ROLE: "sweep", TAG_SWEEP_KEY: "k1", TAG_TUNE_RUN: "tiny-sweep-abc", **dead}
+    parent = client.create_run(exp, tags=tags).info.run_id
+    trials = []
+    for status in ("FINISHED", "RUNNING"):
+        run = client.create_run(exp, tags={"mlflow.parentRunId": parent, TAG_ROLE: "trial", **dead})
+        for key, value in (("context_ratio", 0.5), ("query_ratio", 0.5), ("backbone", "unet"),
+                           ("seed", 0)):  # fmt: skip
+            client.log_param(run.info.run_id, key, value)
+        if status == "FINISHED":
+            client.set_terminated(run.info.run_id, "FINISHED")
+        trials.append(run.info.run_id)
+    assert adopt_killed_sweep(client, exp, spec, "k2") == (None, None)  # another sweep's key
+    assert adopt_killed_sweep(client, exp, spec, "k1") == (parent, "tiny-sweep-abc")
+    assert client.get_run(parent).info.status == "RUNNING"  # now this process's
+    assert client.get_run(trials[1]).info.status == "KILLED"
+    assert [t.run_id for t in collect_trials(client, exp, parent)] == [trials[0]]

@@ -125,7 +125,6 @@ def _repair(spec: ExperimentSpec, run_folder: str) -> None:
 
 
 def _fit_alone(job: TrainingJob, found: dict, tracking_uri: str) -> Trained:
-    _repair(job.spec, job.name)
     started_at, t0 = time.time(), time.perf_counter()
     result = train_method(
         job.spec, job.method, store_url=job.store_url, tracking_uri=tracking_uri,

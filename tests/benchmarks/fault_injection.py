@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -91,9 +92,22 @@ def incdyn_run(folder: Path, *, kill_at: str | None = None, kill_after: float | 
                     os.kill(proc.pid, signal.SIGKILL)
             rc = proc.wait(timeout=900)
         finally:
-            with contextlib.suppress(ProcessLookupError):  # the Ray processes of its session
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_session(proc.pid)  # the Ray processes this driver started
+
     return rc, time.perf_counter() - t0, log.read_text()
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (a driver started with ``start_new_session``
+    and the Ray processes it started, which keep its session though not its process group)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:  # field 6: session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 def damage(folder: Path, how: str | None) -> None:
@@ -143,7 +157,7 @@ def state(folder: Path) -> dict:
 
 def stage_of_random_kill(folder: Path, text: str) -> str:
     """Where a kill at a random moment landed, read from what it left."""
-    if not (folder / "data.zarr").is_dir() or "store " not in text:
+    if "store " not in text:
         return "data"
     steps = []
     for meta in (folder / "runs").glob("faults-*/*/meta.json"):
@@ -184,6 +198,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--no-stages", action="store_true", help="random kills only")
     parser.add_argument("--out", type=Path, help="JSON file of every row")
+    parser.add_argument("--jobs", type=int, default=1, help="kills run side by side (default 1)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="incdyn-faults-"))
     rows = []
@@ -199,12 +214,17 @@ def main() -> None:
         rng = random.Random(args.seed)
         plans = [] if args.no_stages else [(label, at, how, None) for label, at, how in NAMED]
         plans += [
-            (None, None, None, round(rng.uniform(1.0, seconds), 1)) for _ in range(args.kills)
+            (None, None, None, round(rng.uniform(1.0, 0.75 * seconds), 1))
+            for _ in range(args.kills)
         ]
-        for i, (label, kill_at, how, after) in enumerate(plans):
+
+        def one(i: int) -> dict:
+            label, kill_at, how, after = plans[i]
             folder = root / f"kill{i:02d}"
             folder.mkdir()
             (folder / "spec.yaml").write_text(yaml.safe_dump(spec(folder), sort_keys=False))
+            if kill_at != "data:2":  # the same data set: generated once, by the baseline
+                shutil.copytree(base / "data.zarr", folder / "data.zarr")
             rc, _, text = incdyn_run(folder, kill_at=kill_at, kill_after=after)
             killed = rc == -signal.SIGKILL
             stage = label if label else f"t={after} s: {stage_of_random_kill(folder, text)}"
@@ -226,8 +246,11 @@ def main() -> None:
             }
             if rc2 != 0:
                 row["error"] = text2[-2000:]
-            rows.append(row)
             print(json.dumps(row), flush=True)
+            return row
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            rows += list(pool.map(one, range(len(plans))))
     finally:
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))
