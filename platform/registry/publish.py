@@ -84,12 +84,12 @@ def publish_model(
     """
     mlflow.set_tracking_uri(client.tracking_uri)  # Model.log and the registry read the global URI
     meta = read_meta(checkpoint_dir)
-    name = registered_name(experiment, method)
+    registered = registered_name(experiment, method)
     if meta.get("train_run"):
         tags = {**tags, TAG_TRAINING: meta["train_run"]}
-        existing = registered_version(client, name, meta["train_run"])
+        existing = registered_version(client, registered, meta["train_run"])
         if existing is not None:
-            return name, existing
+            return registered, existing
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         run.info.experiment_id, name=logged_name(method), source_run_id=run_id, tags=tags
@@ -117,8 +117,8 @@ def publish_model(
                 model_id=logged.model_id,
             )
     kill_points.reached("model_registration")
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
-    return name, str(version.version)
+    version = mlflow.register_model(info.model_uri, registered, tags=tags)
+    return registered, str(version.version)
 
 
 def registered_version(client: MlflowClient, name: str, training: str) -> str | None:
