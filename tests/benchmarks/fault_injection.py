@@ -192,6 +192,92 @@ def compare(figures: dict, baseline: dict) -> str:
     return "equal" if worst[0] == 0 else f"differ ({worst[1]}: rel. {worst[0]:.2e})"
 
 
+def ray_job_stopped_and_resubmitted(root: Path, baseline: dict) -> dict:
+    """``ray job submit -- incdyn run`` on a Ray head of its own (loopback, its own temp dir and
+    token, as tests/test_jobs.py starts one), ``ray job stop`` once its first training has
+    logged a step, then the same job submitted again."""
+    import secrets
+    import socket
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    folder = root / "ray-job"
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec(folder), sort_keys=False))
+    shutil.copytree(root / "baseline" / "data.zarr", folder / "data.zarr")
+    venv_bin, temp = Path(sys.executable).parent, tempfile.mkdtemp(prefix="incdyn-ray-")
+    token, dashboard = secrets.token_hex(32), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{venv_bin}:{env['PATH']}",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # fmt: skip
+    head = subprocess.Popen(
+        [str(venv_bin / "ray"), "start", "--head", "--block", "--num-cpus=2",
+         f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+         f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    jobs = JobSubmissionClient(f"http://127.0.0.1:{dashboard}", headers=None)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                jobs = JobSubmissionClient(
+                    f"http://127.0.0.1:{dashboard}", headers={"Authorization": f"Bearer {token}"}
+                )
+                jobs.list_jobs()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+        submit = dict(
+            entrypoint="incdyn run spec.yaml",
+            runtime_env={"working_dir": str(folder), "env_vars": {"TQDM_DISABLE": "1"}},
+            entrypoint_num_cpus=0.1,
+        )
+        first = jobs.submit_job(**submit)
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:  # stopped once a training has logged a step
+            exp = client.get_experiment_by_name("faults")
+            runs = client.search_runs([exp.experiment_id], "") if exp else []
+            if any("train_loss" in r.data.metrics for r in runs):
+                break
+            time.sleep(1)
+        jobs.stop_job(first)
+        terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+        while jobs.get_job_status(first) not in terminal:
+            time.sleep(1)
+        second = jobs.submit_job(**submit)
+        while (status := jobs.get_job_status(second)) not in terminal:
+            time.sleep(2)
+        logs = jobs.get_job_logs(second)
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_session(head.pid)
+        shutil.rmtree(temp, ignore_errors=True)
+    after = state(folder)
+    found = [line for line in logs.splitlines() if line.startswith("training ")]
+    return {
+        "kill": "job",
+        "stage": "ray job stop during training",
+        "rerun_finished": status == JobStatus.SUCCEEDED,
+        "ghosts": after["running"],
+        "versions": max(after["versions"].values(), default=0),
+        "figures": compare(after["figures"], baseline) if after["figures"] else "-",
+        "rerun_found": "; ".join(line.split(": ", 1)[1] for line in found) or "-",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="random kills (default 20)")
@@ -199,6 +285,9 @@ def main() -> None:
     parser.add_argument("--no-stages", action="store_true", help="random kills only")
     parser.add_argument("--out", type=Path, help="JSON file of every row")
     parser.add_argument("--jobs", type=int, default=1, help="kills run side by side (default 1)")
+    parser.add_argument(
+        "--ray-job", action="store_true", help="also a job stopped by `ray job stop`, resubmitted"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="incdyn-faults-"))
     rows = []
@@ -251,6 +340,9 @@ def main() -> None:
 
         with ThreadPoolExecutor(args.jobs) as pool:
             rows += list(pool.map(one, range(len(plans))))
+        if args.ray_job:
+            rows.append(ray_job_stopped_and_resubmitted(root, baseline))
+            print(json.dumps(rows[-1]), flush=True)
     finally:
         if args.out:
             args.out.write_text(json.dumps(rows, indent=1))
