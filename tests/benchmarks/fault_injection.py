@@ -216,7 +216,8 @@ def ray_job_stopped_and_resubmitted(root: Path, baseline: dict) -> dict:
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{venv_bin}:{env['PATH']}",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")  # fmt: skip
     head = subprocess.Popen(
-        [str(venv_bin / "ray"), "start", "--head", "--block", "--num-cpus=2",
+        [sys.executable, "-c", "from ray.scripts.scripts import main; main()",  # `ray`
+         "start", "--head", "--block", "--num-cpus=2",
          f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
          f"--temp-dir={temp}"],
