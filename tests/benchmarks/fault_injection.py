@@ -39,7 +39,8 @@ NAMED = [  # (label, $INCDYN_KILL_AT, damage done to the run folder after the ki
     ("train_step (1st training)", "train_step:3", None),
     ("checkpoint_save (2nd training)", "checkpoint_save:5", None),
     ("checkpoint_reported (2nd training)", "checkpoint_reported:5", None),
-    ("checkpoint deleted, snapshot names it", "checkpoint_reported:5", "rotation"),
+    # in the 1st training, so that the rerun fits the same group folder (and its snapshot) again
+    ("checkpoint deleted, snapshot names it", "checkpoint_reported:2", "rotation"),
     ("final checkpoint copy cut short", "checkpoint_reported:2", "half_copy"),
     ("evaluation", "evaluation:1", None),
     ("verification", "verification:1", None),
@@ -284,6 +285,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20, help="random kills (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random moments")
     parser.add_argument("--no-stages", action="store_true", help="random kills only")
+    parser.add_argument("--stage", help="only the named stages whose label holds this text")
     parser.add_argument("--out", type=Path, help="JSON file of every row")
     parser.add_argument("--jobs", type=int, default=1, help="kills run side by side (default 1)")
     parser.add_argument(
@@ -302,7 +304,8 @@ def main() -> None:
         baseline = state(base)["figures"]
         print(f"uninterrupted run: {seconds:.0f} s", flush=True)
         rng = random.Random(args.seed)
-        plans = [] if args.no_stages else [(label, at, how, None) for label, at, how in NAMED]
+        named = [n for n in NAMED if args.stage is None or args.stage in n[0]]
+        plans = [] if args.no_stages else [(label, at, how, None) for label, at, how in named]
         plans += [
             (None, None, None, round(rng.uniform(1.0, 0.75 * seconds), 1))
             for _ in range(args.kills)
