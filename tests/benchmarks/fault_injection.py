@@ -224,7 +224,6 @@ def ray_job_stopped_and_resubmitted(root: Path, baseline: dict) -> dict:
          f"--temp-dir={temp}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    jobs = JobSubmissionClient(f"http://127.0.0.1:{dashboard}", headers=None)
     try:
         deadline = time.monotonic() + 300
         while True:
