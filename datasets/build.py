@@ -11,6 +11,7 @@ process, so they are built inline without Ray.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import ray
@@ -183,9 +184,15 @@ def plan_store(url: str, config: dict) -> Layout | None:
 
 
 def build_store(
-    url: str, config: dict, *, progress: bool = True, use_ray: bool | None = None
+    url: str,
+    config: dict,
+    *,
+    progress: bool = True,
+    use_ray: bool | None = None,
+    on_shard: Callable[[], None] | None = None,
 ) -> str:
-    """Generate the store described by ``config`` at ``url`` unless it already exists.
+    """Generate the store described by ``config`` at ``url`` unless it already exists;
+    ``on_shard`` is called after each shard is written.
 
     Returns ``"reused"`` or ``"generated"``. A finished store built from other settings is never
     overwritten: that is an error naming the store.
@@ -208,11 +215,15 @@ def build_store(
         if inline:
             for split, start, n in jobs:
                 bar.update(build_shard(url, config, split, start, n))
+                if on_shard:
+                    on_shard()
         else:
             pending = [_build_shard_task.remote(url, config, *job) for job in jobs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 bar.update(ray.get(done[0]))
+                if on_shard:
+                    on_shard()
     finalize(url)
     if progress:
         print(f"store {url}: {total} samples in {time.perf_counter() - t0:.1f} s")

@@ -36,6 +36,9 @@ class ChunkShuffleSampler(Sampler[int]):
         num_replicas: ranks sharing the split (Ray Train's world size).
         rank: this rank, in ``[0, num_replicas)``.
         seed: base seed; the epoch is added (``set_epoch``).
+
+    ``skip``: indices the next epoch leaves out at its start (a resumed training's batches
+    before its checkpoint); reset to 0 once that epoch has begun.
     """
 
     def __init__(
@@ -54,7 +57,7 @@ class ChunkShuffleSampler(Sampler[int]):
             raise ValueError(f"rank {rank} must lie in [0, num_replicas={num_replicas})")
         self.n, self.chunk, self.window = n, chunk, window
         self.num_replicas, self.rank, self.seed = num_replicas, rank, seed
-        self.epoch = 0
+        self.epoch, self.skip = 0, 0
         self.per_rank = math.ceil(n / num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
@@ -81,4 +84,5 @@ class ChunkShuffleSampler(Sampler[int]):
             piece[torch.randperm(len(piece), generator=mix)]
             for piece in torch.split(shard, self.window * self.chunk)
         ]
-        return iter(torch.cat(out).tolist())
+        skip, self.skip = self.skip, 0
+        return iter(torch.cat(out).tolist()[skip:])

@@ -5,6 +5,10 @@ A checkpoint directory holds ``model.pt`` (denoiser weights), ``optimizer.pt`` (
 spec and method are read back through the spec parser (:func:`checkpoint_spec`). A checkpoint is written
 as one unit: into a hidden staging directory beside it, which is then renamed into place, so an
 interrupted save leaves the previous checkpoint (or nothing) and never a mix of old and new files.
+
+Ray Train then copies the directory into its storage file by file, so a copy cut short by a kill
+can look like a checkpoint there: ``manifest.json``, written last, names every file with its size,
+and :func:`is_complete` holds a directory for a checkpoint only when each of them is there, whole.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from incdyn.datasets.errors import UserError
 from incdyn.models.backbones.registry import build_denoiser, switch_backbone
 from incdyn.models.denoiser import Denoiser
+from incdyn.platform import kill_points
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 
 MODEL_FIELD = "MODEL"  # what names a trained model on the command line
@@ -37,7 +42,8 @@ class ModelNotFoundError(UserError, FileNotFoundError):
         return type(self), (self.problem, self.fix)
 
 
-CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json")  # what a save writes
+MANIFEST = "manifest.json"  # every file of the checkpoint with its size, written last
+CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "meta.json", MANIFEST)  # what a save writes
 SIDECAR_FILES = ("calibration.json",)  # added beside a finished checkpoint (its calibration)
 
 
@@ -74,9 +80,12 @@ def save_checkpoint(
     try:
         staging.chmod(0o755)
         torch.save(model.state_dict(), staging / "model.pt")
+        kill_points.reached("checkpoint_save")
         if optimizer is not None:
             torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        meta = {**meta, "manifest": MANIFEST}  # a copy without the manifest is incomplete
         (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        write_manifest(staging)
         _move_into_place(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # left only by a failed save
@@ -88,6 +97,27 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelNotFoundError(f"{directory} is not an incdyn checkpoint (no meta.json)")
     return json.loads(path.read_text())
+
+
+def write_manifest(directory: str | Path) -> None:
+    """Name every file of ``directory`` with its size in its manifest (the last file written)."""
+    directory = Path(directory)
+    sizes = {p.name: p.stat().st_size for p in sorted(directory.iterdir()) if p.name != MANIFEST}
+    (directory / MANIFEST).write_text(json.dumps(sizes, sort_keys=True))
+
+
+def is_complete(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a whole checkpoint: its manifest's files at their sizes (a
+    checkpoint written before manifests: ``meta.json`` readable and ``model.pt`` there)."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        if "manifest" not in meta:
+            return (directory / "model.pt").is_file()
+        sizes = json.loads((directory / MANIFEST).read_text())
+        return all((directory / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError):
+        return False
 
 
 def checkpoint_spec(meta: dict[str, Any]) -> tuple[ExperimentSpec, DiffusionMethod]:
@@ -111,8 +141,13 @@ def _own_options(backbone: dict[str, Any] | None) -> dict[str, Any] | None:
 def load_denoiser(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Denoiser, dict]:
-    """Rebuild the denoiser from ``meta.json`` and load its weights (``weights_only=True``)."""
+    """Rebuild the denoiser from ``meta.json`` and load its weights (``weights_only=True``);
+    a directory that is not a whole checkpoint (:func:`is_complete`) is refused."""
     meta = read_meta(directory)
+    if not is_complete(directory):
+        raise ValueError(
+            f"{directory} is an incomplete checkpoint (a copy cut short): not loading it"
+        )
     spec, method = checkpoint_spec(meta)
     model = build_denoiser(
         spec.backbone_of(method),

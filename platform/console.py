@@ -12,7 +12,9 @@ the user's data), is one ``incdyn: warning:`` line. ``--verbose`` leaves all of 
 console. What the user follows instead:
 
 - one bar per training: step of ``training.steps``, train and val loss, steps/s and the ETA,
-  read from the method's MLflow run, where the rank-0 worker logs the curves;
+  read from the method's MLflow run, where the rank-0 worker logs the curves; on a rerun it
+  counts the steps left (a resumed training's from its checkpoint's step) and ends at 100 %;
+- on a rerun, one line per training saying what was found (:func:`resume_line`);
 - one per evaluation (samples imputed) and one per sweep (trials finished, best value of the criterion that chooses).
 """
 
@@ -120,11 +122,31 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     logging.getLogger("py.warnings").warning(text)
 
 
+def resume_line(label: str, step: int, steps: int) -> str:
+    """What a rerun found of a training: finished, part-trained, or nothing to resume from."""
+    if step >= steps:
+        return f"{label}: found finished (step {steps}), not trained again"
+    if step > 0:
+        return f"{label}: resumed from step {step} of {steps}"
+    return f"{label}: no whole checkpoint found, trained from step 0"
+
+
 @contextmanager
-def training_bar(tracking_uri: str, run_ids: list[str] | str | None, total: int, desc: str):
+def training_bar(
+    tracking_uri: str,
+    run_ids: list[str] | str | None,
+    total: int,
+    desc: str,
+    started: dict[str, int] | None = None,
+):
     """A bar over ``total`` optimiser steps, fed by the MLflow metrics of the runs that train
-    (one after the other: the postfix shows the latest run that logged a step)."""
+    (one after the other: the postfix shows the latest run that logged a step).
+
+    ``started``: per run, the step its training resumes from (its curve starts after it), for a
+    ``total`` of the steps left. The bar ends at ``total`` when the block ends without error.
+    """
     run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids or [])
+    started = started or {}
     if not run_ids:
         yield
         return
@@ -139,7 +161,7 @@ def training_bar(tracking_uri: str, run_ids: list[str] | str | None, total: int,
         for run_id in run_ids:
             history = client.get_metric_history(run_id, "train_loss")
             if history:
-                steps += max(m.step for m in history)
+                steps += max(0, max(m.step for m in history) - started.get(run_id, 0))
                 current = run_id
         if current is None:
             return
@@ -159,11 +181,17 @@ def training_bar(tracking_uri: str, run_ids: list[str] | str | None, total: int,
     thread.start()
     try:
         yield
+        finished = True
+    except BaseException:
+        finished = False
+        raise
     finally:
         stop.set()
         thread.join()
         with suppress(Exception):
             refresh()
+        if finished:
+            bar.update(total - bar.n)
         bar.close()
 
 

@@ -3,7 +3,10 @@ and the store generated as Ray tasks or reused when it is already finished."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from incdyn.datasets.build import build_store, plan_store, store_config
+from incdyn.platform import kill_points
 from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 
@@ -39,7 +42,9 @@ def check_data(spec: ExperimentSpec) -> None:
 def ensure_data(spec: ExperimentSpec, *, progress: bool = True) -> str:
     """Generate (Ray tasks) or reuse the spec's store; returns its absolute URL."""
     url = store_url_of(spec)
-    status = build_store(url, _store_config(spec), progress=progress)
+    status = build_store(
+        url, _store_config(spec), progress=progress, on_shard=partial(kill_points.reached, "data")
+    )
     if progress and status == "reused":
         print(f"store {url}: reusing the finished data set")
     return url

@@ -23,7 +23,9 @@ from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
+from incdyn.platform import kill_points
 from incdyn.platform.job_paths import resolve_local
+from incdyn.platform.owner import owner_tags
 
 MAX_PARAM_LENGTH = 500
 
@@ -178,6 +180,7 @@ def start_parent(
                 TAG_SPEC: spec.name,
                 TAG_SETTING: spec.setting,
                 **environment_tags(),
+                **owner_tags(),
                 **(tags or {}),
             }
         ),
@@ -220,6 +223,7 @@ def start_child(
                 TAG_SETTING: spec.setting,
                 TAG_SEED: str(spec.seed),
                 TAG_PARENT: parent_id,
+                **owner_tags(),
                 **(tags or {}),
             }
         ),
@@ -251,6 +255,7 @@ def log_evaluation(
     ``example``: test sample 0 as ``(truth, mask, imputed)`` for the parent's comparison."""
     stamp = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+    kill_points.reached("mlflow_logging")
     if figure is not None:
         client.log_figure(run_id, figure, FIGURE_PATH)
     if example is not None:

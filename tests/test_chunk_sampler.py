@@ -104,7 +104,7 @@ def _count_decodes(ds) -> list[int]:
 
 
 def test_loader_keeps_the_plain_shuffle_when_the_split_fits_the_cache(small_store):
-    from torch.utils.data import RandomSampler
+    from torch.utils.data import DistributedSampler
 
     from incdyn.datasets.torch_dataset import SplitDataset
     from incdyn.platform.train.loader import build_training_loader
@@ -112,7 +112,11 @@ def test_loader_keeps_the_plain_shuffle_when_the_split_fits_the_cache(small_stor
     ds = SplitDataset(small_store, "train")
     assert ds.chunks <= ds.cache_chunks
     loader = build_training_loader(ds, 4, seed=0, rank=0, world=1)
-    assert isinstance(loader.sampler, RandomSampler)
+    assert isinstance(loader.sampler, DistributedSampler)  # one replica: a seeded shuffle
+    loader.sampler.set_epoch(1)
+    full = list(loader.sampler)
+    loader.sampler.skip = 8  # a training resumed two batches into epoch 1
+    assert list(loader.sampler) == full[8:] and list(loader.sampler) == full
 
 
 def test_loader_shards_by_the_spec_seed_over_several_workers(small_store):

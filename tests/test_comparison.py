@@ -108,7 +108,9 @@ def test_mark_experiment_tags_training_kind_and_the_methods_view(parent):
     assert tags[TAG_EXPERIMENT_KIND] == "custom_model_development"
     envelope = json.loads(tags[TAG_SAVED_VIEW_PREFIX + VIEW_ID])
     state = json.loads(envelope["state"])
-    assert state["searchFilter"] == "tags.`incdyn.role` = 'method'"
+    assert state["searchFilter"] == (
+        "tags.`incdyn.role` = 'method' and attributes.status = 'FINISHED'"
+    )
     assert state["orderByKey"] == "metrics.`test_mse`"  # not the start time: children not nested
     assert state["selectedColumns"] == [
         "tags.`incdyn.method`",

@@ -111,3 +111,38 @@ def test_registering_a_model_prints_nothing_on_a_quiet_console(tmp_path, monkeyp
     err = capfd.readouterr().err
     assert "'loud'" in err and "'quiet'" not in err
     assert logging_utils.MLFLOW_LOGGING_STREAM.enabled  # as it was
+
+
+def test_a_resumed_training_bar_counts_the_steps_left_and_ends_full(tmp_path, monkeypatch):
+    """Two trainings of 8 steps on a rerun: one resumed from step 4 (its run logs 6 and 8),
+    one from step 0 killed again before its first log: 12 steps left, counted 4 then shown full."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    class Bar:
+        def __init__(self, total, **kwargs):
+            self.total, self.n, self.closed_at = total, 0, None
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            self.closed_at = self.n
+
+    bars = []
+    monkeypatch.setattr(console, "tqdm", lambda **kw: bars.append(Bar(**kw)) or bars[-1])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("bar")
+    resumed, fresh = (client.create_run(exp).info.run_id for _ in range(2))
+    client.log_batch(resumed, metrics=[Metric("train_loss", 1.0, 0, s) for s in (6, 8)])
+    with console.training_bar(uri, [resumed, fresh], 12, "train", {resumed: 4, fresh: 0}):
+        pass
+    assert bars[0].total == 12 and bars[0].closed_at == 12
+    with pytest.raises(RuntimeError), console.training_bar(uri, [resumed], 4, "t", {resumed: 4}):
+        raise RuntimeError("killed")
+    assert bars[1].closed_at == 4  # steps 6, 8 of the resumed run: 4 past its step 4
+    assert console.resume_line("t", 4, 8) == "t: resumed from step 4 of 8"

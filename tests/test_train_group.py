@@ -26,6 +26,7 @@ from incdyn.platform.tracking import (
 from incdyn.platform.train import driver, group
 from incdyn.platform.train.driver import run_name, train_method
 from incdyn.platform.train.group import GROUP_MARK, TrainingJob, stored_checkpoints, train_jobs
+from incdyn.platform.train.stored import repair_snapshot
 
 METHODS = [
     {"name": "ours", "partition": {"context_ratio": 0.7, "query_ratio": 0.7}, "ensemble": 2},
@@ -156,14 +157,27 @@ def test_a_part_trained_training_resumes_from_the_groups_checkpoint(grouped, tmp
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [6]
 
 
-def test_an_unreadable_group_folder_is_skipped_with_a_warning(grouped):
+def test_an_unreadable_snapshot_hides_no_checkpoint_and_is_set_aside_before_a_fit(grouped):
+    """A snapshot cut short mid-write: checkpoints are read from disk all the same, and the
+    folder's next fit finds the snapshot set aside (one warning) instead of failing."""
     tmp, _spec, _, names = grouped
     broken = tmp / "runs" / f"grouped{GROUP_MARK}0000000000"
     broken.mkdir()
     try:
         (broken / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).write_text("{not json")
-        with pytest.warns(UserWarning, match=f"skipping {broken}"):
-            found = stored_checkpoints(tmp / "runs", names)
+        found = stored_checkpoints(tmp / "runs", names)
         assert {n: step for n, (step, _) in found.items()} == {n: 6 for n in names}
+        with pytest.warns(UserWarning, match="snapshot cannot be read"):
+            assert repair_snapshot(broken) is not None
+        assert not (broken / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).exists()
+        assert repair_snapshot(tmp / "runs" / next(iter(group_folders(tmp)))) is None
     finally:
         shutil.rmtree(broken)
+
+
+def group_folders(tmp):
+    return [
+        p.name
+        for p in (tmp / "runs").iterdir()
+        if GROUP_MARK in p.name and "0000000000" not in p.name
+    ]

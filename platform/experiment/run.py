@@ -22,7 +22,8 @@ import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
-from incdyn.platform.console import configure, training_bar
+from incdyn.platform import kill_points
+from incdyn.platform.console import configure, resume_line, training_bar
 from incdyn.platform.data_prep import check_data, ensure_data, store_url_of
 from incdyn.platform.evaluation.audit import check_exposure
 from incdyn.platform.evaluation.calibration import save_calibration
@@ -32,6 +33,7 @@ from incdyn.platform.evaluation.evaluate import (
     evaluate_diffusion,
 )
 from incdyn.platform.evaluation.verification import log_verification
+from incdyn.platform.ghosts import reap_ghosts
 from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.registry.publish import model_tags, publish_model
@@ -51,7 +53,7 @@ from incdyn.platform.tracking import (
     start_parent,
 )
 from incdyn.platform.train.driver import run_name
-from incdyn.platform.train.group import Trained, TrainingJob, train_jobs
+from incdyn.platform.train.group import Trained, TrainingJob, find_stored, train_jobs
 from incdyn.platform.ui.view import mark_experiment
 
 
@@ -80,14 +82,25 @@ def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> 
     first: dict[str, TrainingJob] = {}  # per training, the run that logs its curves
     for job in jobs:
         first.setdefault(job.name, job)
-    steps = sum(job.spec.training.steps for job in first.values())
+    found = find_stored(jobs)
+    start = {n: min(found.get(n, (0, None))[0], j.spec.training.steps) for n, j in first.items()}
+    if found:  # a rerun: what it found of each training
+        for name, job in first.items():
+            label = f"training {job.method.name} (seed {job.spec.seed})"
+            print(resume_line(label, start[name], job.spec.training.steps))
+    steps = sum(job.spec.training.steps - start[name] for name, job in first.items())
     methods = ", ".join(dict.fromkeys(r.method.name for r in diffusion))
     seeds = list(dict.fromkeys(str(job.spec.seed) for job in jobs))
     desc = f"train {methods} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
-    run_ids = [job.run_id for job in jobs if first[job.name] is job] if progress else []
-    with training_bar(client.tracking_uri, run_ids, steps, desc):
+    left = {n: j for n, j in first.items() if start[n] < j.spec.training.steps}
+    run_ids = [job.run_id for job in left.values()] if progress else []
+    started = {job.run_id: start[name] for name, job in left.items()}
+    with training_bar(client.tracking_uri, run_ids, steps, desc, started):
         trained = train_jobs(
-            jobs, tracking_uri=client.tracking_uri, shared=diffusion[0].spec.ray.shared_worker_group
+            jobs,
+            tracking_uri=client.tracking_uri,
+            shared=diffusion[0].spec.ray.shared_worker_group,
+            found=found,
         )
     seconds = time.perf_counter() - t0
     for r, job in zip(diffusion, jobs, strict=True):
@@ -117,6 +130,7 @@ def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> E
     with trained.checkpoint.as_directory() as ckpt:
         with timings.phase("evaluation"):
             ev = evaluate_diffusion(ckpt, spec, method, store_url=r.url)
+            kill_points.reached("evaluation")
             if ev.verification is not None and ev.verification.calibration is not None:
                 # beside the weights before they are logged and registered: the checkpoint
                 # artifact, the registered model and `incdyn serve CKPT_DIR` all carry it
@@ -182,6 +196,7 @@ def _record_method(r: _MethodRun, trained: Trained | None, client: MlflowClient)
             client, run_id, {**ev.metrics, "seconds": seconds}, figure=figure, example=example
         )
         if ev.verification is not None:
+            kill_points.reached("verification")
             log_verification(client, run_id, ev.verification, title=title)
     log_metrics(client, run_id, timings.metrics())
     return {
@@ -289,6 +304,10 @@ def _run_variant(
             role=ROLE_EXPERIMENT,
             run_name=f"{spec.name} ({spec.setting})",
         )
+        reap_ghosts(
+            client, experiment_id, spec_name=spec.name, setting=spec.setting,
+            role=ROLE_EXPERIMENT, replaced_by=parent_id,
+        )  # fmt: skip
     with run_scope(client, parent_id):
         seeded = [spec.model_copy(update={"seed": seed}) for seed in spec.run_seeds]
         with timings.phase("data"):  # per_seed: a store each

@@ -4,6 +4,10 @@ Registered model name: ``<MLflow experiment>-<method>`` (e.g. ``quickstart-ours`
 outside ``[A-Za-z0-9_.-]`` replaced by ``-``. Every trained model (each data setting and seed) is a
 new version, tagged with its setting, seed and spec; ``models:/quickstart-ours/1`` loads it
 (``mlflow.pyfunc.load_model``) or serves it (``incdyn serve models:/quickstart-ours/1``).
+
+A version is also tagged with its training (``incdyn.training``, the Ray Train run name of the
+weights): a rerun after a kill that finds the training's version registered already returns
+it instead of registering the same weights again.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 from mlflow.utils import logging_utils
 
-from incdyn.platform import console
-from incdyn.platform.checkpoint import SIDECAR_FILES, read_meta
+from incdyn.platform import console, kill_points
+from incdyn.platform.checkpoint import SIDECAR_FILES, read_meta, write_manifest
 from incdyn.platform.registry.pyfunc import CHECKPOINT_ARTIFACT
 from incdyn.platform.tracking import TAG_METHOD, TAG_SEED, TAG_SETTING, TAG_SPEC
+
+TAG_TRAINING = "incdyn.training"  # on a model version: the Ray Train run name of its weights
 
 MODEL_FILES = ("model.pt", "meta.json")  # the optimizer state stays with the training run
 # models-from-code: MLflow runs this file to build the model (not imported here: it calls set_model)
@@ -75,10 +81,18 @@ def publish_model(
 ) -> tuple[str, str]:
     """Log ``checkpoint_dir`` as the pyfunc model of run ``run_id`` and register it.
 
-    ``tags`` (setting, seed, spec) go on the model version. Returns ``(name, version)``.
+    ``tags`` (setting, seed, spec) go on the model version, with the training's identity: a
+    version of the same training registered already is returned as it is. Returns
+    ``(name, version)``.
     """
     mlflow.set_tracking_uri(client.tracking_uri)  # Model.log and the registry read the global URI
     meta = read_meta(checkpoint_dir)
+    registered = registered_name(experiment, method)
+    if meta.get("train_run"):
+        tags = {**tags, TAG_TRAINING: meta["train_run"]}
+        existing = registered_version(client, registered, meta["train_run"])
+        if existing is not None:
+            return registered, existing
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         run.info.experiment_id, name=logged_name(method), source_run_id=run_id, tags=tags
@@ -91,6 +105,7 @@ def publish_model(
         for name in SIDECAR_FILES:  # the calibration of the intervals, when fitted
             if (Path(checkpoint_dir) / name).is_file():
                 shutil.copy2(Path(checkpoint_dir) / name, staged / name)
+        write_manifest(staged)
         with warnings.catch_warnings():  # we give a signature: no input example is needed
             warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = Model.log(
@@ -104,11 +119,21 @@ def publish_model(
                 run_id=run_id,
                 model_id=logged.model_id,
             )
-    name = registered_name(experiment, method)
+    kill_points.reached("model_registration")
     with _mlflow_prints_off():
-        version = mlflow.register_model(info.model_uri, name, tags=tags)
-    logging.getLogger("mlflow").info("registered %s version %s", name, version.version)
-    return name, str(version.version)
+        version = mlflow.register_model(info.model_uri, registered, tags=tags)
+    logging.getLogger("mlflow").info("registered %s version %s", registered, version.version)
+    return registered, str(version.version)
+
+
+def registered_version(client: MlflowClient, name: str, training: str) -> str | None:
+    """The version of registered model ``name`` that holds the weights of ``training``, if any."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except mlflow.exceptions.MlflowException:  # no such registered model yet
+        return None
+    found = [v.version for v in versions if v.tags.get(TAG_TRAINING) == training]
+    return str(min(found, key=int)) if found else None
 
 
 @contextmanager

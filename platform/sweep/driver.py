@@ -16,7 +16,9 @@ never chooses. ASHA stops trials on
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import time
 from typing import Any, Literal
@@ -27,10 +29,13 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from incdyn.platform import kill_points
 from incdyn.platform.console import configure, trial_bar_callback
 from incdyn.platform.data_prep import ensure_data
 from incdyn.platform.evaluation.audit import check_exposure
+from incdyn.platform.ghosts import TAG_REPLACED_BY, reap_ghosts
 from incdyn.platform.job_paths import check_job_paths
+from incdyn.platform.owner import owner_gone, owner_tags
 from incdyn.platform.ray_session import init_ray
 from incdyn.platform.spec import ExperimentSpec, variants_of
 from incdyn.platform.sweep.resources import (
@@ -49,12 +54,16 @@ from incdyn.platform.sweep.trial import (
 from incdyn.platform.tracking import (
     ROLE_SWEEP,
     TAG_METHOD,
+    TAG_PARENT,
     TAG_SWEEP_MODE,
     resolve_tracking_uri,
     run_scope,
     start_parent,
 )
 from incdyn.platform.train.driver import storage_path
+
+TAG_SWEEP_KEY = "incdyn.sweep_key"  # on a sweep's parent: what identifies it (sweep_key)
+TAG_TUNE_RUN = "incdyn.tune_run"  # on a sweep's parent: its Tune run's name under storage_path
 
 
 def _search(
@@ -216,6 +225,40 @@ def _tuner(
     )
 
 
+def sweep_key(spec: ExperimentSpec, *args: Any) -> str:
+    """What identifies a sweep: its resolved spec and its command's arguments, hashed."""
+    text = json.dumps([resolved_dict(spec), *args], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def adopt_killed_sweep(
+    client: MlflowClient, experiment_id: str, spec: ExperimentSpec, key: str
+) -> tuple[str | None, str | None]:
+    """The parent run and Tune run name of the same sweep (``key``) left RUNNING by a process
+    that is gone, taken over by this one: its finished trials are kept, its trial runs left
+    RUNNING marked KILLED (their trials run again); (None, None) if there is none."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"attributes.status = 'RUNNING' and tags.`{TAG_SWEEP_KEY}` = '{key}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for run in runs:
+        if owner_gone(run.data.tags) and run.data.tags.get(TAG_TUNE_RUN):
+            parent_id = run.info.run_id
+            for tag, value in owner_tags().items():
+                client.set_tag(parent_id, tag, value)
+            trials = client.search_runs(
+                [experiment_id],
+                f"attributes.status = 'RUNNING' and tags.`{TAG_PARENT}` = '{parent_id}'",
+                max_results=10000,
+            )
+            for trial in trials:
+                client.set_tag(trial.info.run_id, TAG_REPLACED_BY, parent_id)
+                client.set_terminated(trial.info.run_id, "KILLED")
+            return parent_id, run.data.tags[TAG_TUNE_RUN]
+    return None, None
+
+
 def _sweep_setting(
     spec: ExperimentSpec,
     *,
@@ -239,24 +282,33 @@ def _sweep_setting(
     template = swept_method(spec, method)
     space, scheduler = _search(spec, mode, axes, seeds, grace_period, reduction_factor)
     client = MlflowClient(tracking_uri)
-    parent_id = start_parent(
-        client,
-        experiment_id,
-        spec,
-        role=ROLE_SWEEP,
-        run_name=f"{spec.name} ({spec.setting}) sweep-{mode}",
-        tags={TAG_METHOD: template.name, TAG_SWEEP_MODE: mode},
-        params={
-            "sweep.mode": mode,
-            "sweep.method": template.name,
-            "sweep.num_samples": str(num_samples),
-            "sweep.max_concurrent_trials": str(plan.concurrent),
-            "sweep.cpus_per_worker": str(plan.cpus_per_worker),
-            **{f"sweep.{k}": str(v) for k, v in axes.items()},
-        },
-    )
+    key = sweep_key(spec, mode, method, axes, seeds, num_samples, grace_period, reduction_factor)
+    parent_id, tune_name = adopt_killed_sweep(client, experiment_id, spec, key)
+    if parent_id is None:
+        parent_id = start_parent(
+            client,
+            experiment_id,
+            spec,
+            role=ROLE_SWEEP,
+            run_name=f"{spec.name} ({spec.setting}) sweep-{mode}",
+            tags={TAG_METHOD: template.name, TAG_SWEEP_MODE: mode, TAG_SWEEP_KEY: key},
+            params={
+                "sweep.mode": mode,
+                "sweep.method": template.name,
+                "sweep.num_samples": str(num_samples),
+                "sweep.max_concurrent_trials": str(plan.concurrent),
+                "sweep.cpus_per_worker": str(plan.cpus_per_worker),
+                **{f"sweep.{k}": str(v) for k, v in axes.items()},
+            },
+        )
+        tune_name = f"{spec.name}-sweep-{parent_id[:8]}"
+        client.set_tag(parent_id, TAG_TUNE_RUN, tune_name)
+    reap_ghosts(
+        client, experiment_id, spec_name=spec.name, setting=spec.setting, role=ROLE_SWEEP,
+        replaced_by=parent_id,
+    )  # fmt: skip
     with run_scope(client, parent_id):
-        name = f"{spec.name}-sweep-{parent_id[:8]}"
+        name = tune_name
         trainable = tune.with_parameters(
             run_trial,
             spec_dict=resolved_dict(spec),
@@ -267,6 +319,7 @@ def _sweep_setting(
             parent_id=parent_id,
             cpus_per_worker=plan.cpus_per_worker,
             train_root=f"{storage_path(spec)}/{name}",  # per sweep: never resumes another's run
+            kill=kill_points.worker_fields(),  # fault injection, unset by default
         )
         print(
             f"sweep {spec.name} ({spec.setting}, {mode}): {n_trials} trials, {plan.concurrent} at "
@@ -274,9 +327,17 @@ def _sweep_setting(
             f"MLflow run {parent_id}",
             flush=True,
         )
-        tuner = _tuner(
-            spec, trainable, space, scheduler, num_samples, plan, name, progress, verbose, n_trials
-        )
+        path = f"{storage_path(spec)}/{name}"
+        if tune.Tuner.can_restore(path):  # a killed sweep: its finished trials are kept
+            print(f"sweep {name}: resuming its unfinished trials", flush=True)
+            tuner = tune.Tuner.restore(
+                path, tune.with_resources(trainable, {"cpu": TRIAL_CPU}), resume_errored=True
+            )
+        else:
+            tuner = _tuner(
+                spec, trainable, space, scheduler, num_samples, plan, name, progress, verbose,
+                n_trials,
+            )  # fmt: skip
         grid = tuner.fit()
         errors = {r.path: str(r.error) for r in grid if r.error}  # trial path → error
         trials = collect_trials(client, experiment_id, parent_id, errors)

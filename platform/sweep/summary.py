@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from incdyn.platform.ghosts import TAG_REPLACED_BY
 from incdyn.platform.sweep.agreement import spearman
 from incdyn.platform.tracking import (
     ROLE_TRIAL,
@@ -81,7 +82,8 @@ def collect_trials(
 
     A run still RUNNING then did not finish its evaluation: FAILED when Tune saw its trial fail
     (``errors``: Tune trial path → error; the path names the trial id), else KILLED (stopped early
-    by the scheduler).
+    by the scheduler). A run of a killed attempt, tagged with the run that replaced it, is left
+    out: its trial ran again.
     """
     errors = errors or {}
     runs = search_all(
@@ -91,6 +93,8 @@ def collect_trials(
     )
     records = []
     for run in sorted(runs, key=lambda r: r.info.start_time):
+        if TAG_REPLACED_BY in run.data.tags:  # a killed attempt's trial, run again since
+            continue
         status = run.info.status
         if status == "RUNNING":
             trial = run.data.tags.get(TAG_TUNE_TRIAL) or "?"

@@ -18,6 +18,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from incdyn.datasets.errors import UserError
 from incdyn.models.backbones.registry import switch_backbone
+from incdyn.platform import kill_points
 from incdyn.platform.evaluation.evaluate import Evaluation, evaluate_diffusion
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
@@ -174,13 +175,16 @@ def run_trial(
     parent_id: str,
     cpus_per_worker: float,
     train_root: str,
+    kill: dict[str, Any] | None = None,
 ) -> None:
     """The Tune function of one trial (``config``: context_ratio, query_ratio, backbone, seed).
 
     Nothing here ends the MLflow run on an exception: a trial stopped by ASHA may die by one too,
     or be killed outright. The driver ends runs left RUNNING from Tune's verdict
-    (:func:`~incdyn.platform.sweep.summary.collect_trials`).
+    (:func:`~incdyn.platform.sweep.summary.collect_trials`). ``kill``: the driver's fault
+    injection setting (:mod:`~incdyn.platform.kill_points`), unset by default.
     """
+    kill_points.arm(kill or {})
     timings = Timings()
     trial_id = tune.get_context().get_trial_id()
     spec, m = trial_spec(
@@ -218,6 +222,7 @@ def run_trial(
     # 3. Record checkpoint, test metrics, figure, wall-time phases; FINISHED once evaluated.
     title = f"{spec.name}: {m.name} {variant} ({spec.setting}, seed {spec.seed})"
     _record(client, run_id, spec, result.checkpoint, ev, timings, title=title)
+    kill_points.reached("sweep_trial")
 
     # 4. Last Tune result: Tune repeats it when the function returns, and ASHA wants val_loss in it.
     val_loss = (result.metrics or {}).get("val_loss")

@@ -24,10 +24,12 @@ from pathlib import Path
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from incdyn.platform import kill_points
 from incdyn.platform.job_paths import resolve_local
 from incdyn.platform.ray_session import cpus_per_worker
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.timings import PREFIX, SUFFIX, is_timing
+from incdyn.platform.train.stored import repair_snapshot, stored_checkpoints
 from incdyn.platform.train.worker import COMPILE_CACHE_ENV, train_loop_per_worker
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
@@ -89,10 +91,18 @@ def train_method(
     """Fit ``method`` and return Ray Train's result (``result.checkpoint`` holds the weights).
 
     ``callbacks`` go to the Train ``RunConfig`` (a Tune trial passes ``TuneReportCallback()``).
-    ``resume_from``: a checkpoint of the same weights found elsewhere (a shared worker group's),
-    used when Ray Train holds none for this run. Finding trainings that are already finished,
-    so as not to fit them at all, is :func:`group.train_jobs`'s.
+    ``resume_from``: a checkpoint of the same weights found before (a shared worker group's),
+    else the newest whole one on disk (:mod:`stored`); the worker takes it when it is newer than
+    Ray Train's latest. Finding trainings that are already finished, so as not to fit them at
+    all, is :func:`group.train_jobs`'s.
     """
+    root, name = storage_path(spec), run_name(spec, method)
+    if "://" not in root:  # after a kill: a snapshot that names gone checkpoints is set aside
+        if (Path(root) / name).is_dir():
+            repair_snapshot(Path(root) / name)
+        if resume_from is None:
+            found = stored_checkpoints(Path(root), [name]).get(name)
+            resume_from = found[1].path if found else None
     scaling = scaling_config(spec)
     config = worker_config(
         spec, method, store_url=store_url, tracking_uri=tracking_uri, run_id=run_id,
@@ -103,9 +113,7 @@ def train_method(
         train_loop_per_worker,
         train_loop_config=config,
         scaling_config=scaling,
-        run_config=run_config(
-            spec, run_name(spec, method), ray.train.CheckpointConfig(num_to_keep=2), callbacks
-        ),
+        run_config=run_config(spec, name, ray.train.CheckpointConfig(num_to_keep=2), callbacks),
     )
     return trainer.fit()
 
@@ -132,6 +140,7 @@ def worker_config(
         "threads": max(1, int(cpus)),
         "probe_dir": os.environ.get("INCDYN_PROBE_DIR"),  # per-worker diagnostics (probe.py)
         "compile_cache": compile_cache_dir(spec) if spec.training.compile else None,
+        **kill_points.worker_fields(),  # fault injection ($INCDYN_KILL_AT), unset by default
     }
 
 

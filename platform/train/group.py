@@ -11,24 +11,22 @@ Layout under ``ray.storage_path``: a training alone keeps its Ray Train run fold
 ``<experiment>-<hash>`` (:func:`driver.run_name`); a group's folder
 ``<experiment>-group-<hash of its trainings' names>`` holds each training's checkpoints as
 ``<run name>-step<step>``, and keeps every training's final checkpoint and the latest one. Before
-a fit, the latest checkpoint of each training is looked up in both (local storage only): a
-training found finished is not trained again (its MLflow run is tagged ``resumed_from_step``),
-one found part-trained resumes from it.
+a fit, the newest whole checkpoint of each training is looked up on disk in both (local storage
+only, :mod:`stored`): a training found finished is not trained again (its MLflow run is tagged
+``resumed_from_step``), one found part-trained resumes from it, and the run folder about to be
+fitted has a snapshot that no longer matches its checkpoints set aside.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from incdyn.platform.checkpoint import read_meta
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.driver import (
@@ -43,9 +41,8 @@ from incdyn.platform.train.driver import (
     worker_phases,
 )
 from incdyn.platform.train.group_worker import train_group_per_worker
+from incdyn.platform.train.stored import GROUP_MARK, Found, repair_snapshot, stored_checkpoints
 from incdyn.platform.train.worker import RANK_METRIC, TRAIN_RUN_METRIC
-
-GROUP_MARK = "-group-"  # in a shared worker group's run folder name
 
 
 @dataclass(frozen=True)
@@ -76,55 +73,27 @@ def group_name(jobs: list[TrainingJob]) -> str:
     return f"{jobs[0].spec.name}{GROUP_MARK}{digest}"
 
 
-def _latest(found: dict, name: str, step: int, checkpoint: ray.train.Checkpoint) -> None:
-    if name not in found or step > found[name][0]:
-        found[name] = (step, checkpoint)
-
-
-def stored_checkpoints(root: Path, names: list[str]) -> dict[str, tuple[int, ray.train.Checkpoint]]:
-    """The latest stored (step, checkpoint) of each training in ``names``: in its own Ray Train
-    run folder under ``root`` or in a shared group's of the same experiment. A folder that cannot
-    be read is skipped with a warning (its trainings then train again)."""
-    found: dict[str, tuple[int, ray.train.Checkpoint]] = {}
-    prefixes = {n.rsplit("-", 1)[0] for n in names}  # the experiments' names (run_name)
-    groups = sorted(g for p in prefixes for g in root.glob(f"{glob.escape(p)}{GROUP_MARK}*"))
-    for folder in [root / n for n in names] + groups:
-        if not folder.is_dir():
-            continue
-        try:
-            _read_folder(folder, names, found)
-        except RuntimeError:  # no Ray Train snapshot (a run that never reported a checkpoint)
-            continue
-        except Exception as err:  # unreadable: its trainings are not found, so they train again
-            warnings.warn(f"skipping {folder} (not a readable Ray Train run: {err})", stacklevel=2)
-    return found
-
-
-def _read_folder(folder: Path, names: list[str], found: dict) -> None:
-    result = ray.train.Result.from_path(str(folder))
-    if GROUP_MARK not in folder.name:
-        if result.checkpoint is not None:
-            step = int(read_meta(result.checkpoint.path)["step"])
-            _latest(found, folder.name, step, result.checkpoint)
-        return
-    for checkpoint, metrics in result.best_checkpoints or []:
-        if metrics.get(TRAIN_RUN_METRIC) in names:
-            _latest(found, metrics[TRAIN_RUN_METRIC], int(metrics["step"]), checkpoint)
+def find_stored(jobs: list[TrainingJob]) -> Found:
+    """The newest whole checkpoint of each training of ``jobs`` on disk, by run name (none for
+    remote storage)."""
+    root = storage_path(jobs[0].spec)
+    names = list(dict.fromkeys(job.name for job in jobs))
+    return {} if "://" in root else stored_checkpoints(Path(root), names)
 
 
 def train_jobs(
-    jobs: list[TrainingJob], *, tracking_uri: str, shared: bool = True
+    jobs: list[TrainingJob], *, tracking_uri: str, shared: bool = True, found: Found | None = None
 ) -> dict[str, Trained]:
     """Train ``jobs`` (methods that share weights are trained once), by run name.
 
     With ``shared`` and more than one training left, all of them run in one worker group; else
-    each in its own (:func:`driver.train_method`, as a sweep trial does).
+    each in its own (:func:`driver.train_method`, as a sweep trial does). ``found``: what
+    :func:`find_stored` returned for ``jobs``, if the caller has looked already.
     """
     first: dict[str, TrainingJob] = {}
     for job in jobs:
         first.setdefault(job.name, job)
-    root = storage_path(jobs[0].spec)
-    found = {} if "://" in root else stored_checkpoints(Path(root), list(first))
+    found = find_stored(jobs) if found is None else found
     out: dict[str, Trained] = {}
     todo = []
     for name, job in first.items():
@@ -149,6 +118,12 @@ def _resume_path(found: dict, name: str) -> str | None:
     return found[name][1].path if name in found else None
 
 
+def _repair(spec: ExperimentSpec, run_folder: str) -> None:
+    folder = Path(storage_path(spec)) / run_folder
+    if folder.is_dir():
+        repair_snapshot(folder)
+
+
 def _fit_alone(job: TrainingJob, found: dict, tracking_uri: str) -> Trained:
     started_at, t0 = time.time(), time.perf_counter()
     result = train_method(
@@ -167,6 +142,7 @@ def _fit_group(todo: list[TrainingJob], found: dict, tracking_uri: str) -> dict[
     spec = todo[0].spec
     if any(job.spec.ray != spec.ray for job in todo):
         raise ValueError("the trainings of one worker group must share their `ray` settings")
+    _repair(spec, group_name(todo))
     scaling = scaling_config(spec)
     cpus = scaling.resources_per_worker["CPU"]
     configs = [

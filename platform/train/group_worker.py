@@ -10,7 +10,8 @@ so its weights are the same as in a worker group of its own.
 Every report names its training (:class:`worker.Slot`), so the group's checkpoints are told
 apart. After a worker-group restart Ray Train hands back the group's latest checkpoint: the
 trainings before its own are finished (they run in order), its own resumes from it, the later
-ones start from their ``resume_from``.
+ones start from their ``resume_from`` (the newer of the two for its own: a kill can leave a
+checkpoint on disk that Ray Train never registered).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import ray.train
 
 from incdyn.platform.checkpoint import read_meta
-from incdyn.platform.train.worker import Slot, found_checkpoint, train
+from incdyn.platform.train.worker import Slot, found_checkpoint, newest, train
 
 
 def _restored_run(checkpoint: ray.train.Checkpoint | None) -> str | None:
@@ -39,4 +40,5 @@ def train_group_per_worker(config: dict[str, Any]) -> None:
     for index in range(start, len(jobs)):
         job = jobs[index]
         own = index == start and restored_run == names[index]
-        train(job, restored if own else found_checkpoint(job), Slot(names[index], index))
+        checkpoint = newest(restored, found_checkpoint(job)) if own else found_checkpoint(job)
+        train(job, newest(checkpoint), Slot(names[index], index))

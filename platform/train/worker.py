@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.backbones.registry import build_denoiser
 from incdyn.models.objective import complete_data_loss, data_matching_loss
 from incdyn.models.partition import Partition, partition_for
-from incdyn.platform.checkpoint import read_meta, save_checkpoint
+from incdyn.platform import kill_points
+from incdyn.platform.checkpoint import is_complete, read_meta, save_checkpoint
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, parse_spec
 from incdyn.platform.timings import Timings, is_timing, metric_name
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
@@ -82,6 +84,7 @@ def _setup(config: dict[str, Any]) -> _Run:
     spec = parse_spec(config["spec"], "(train loop config)")
     method = DiffusionMethod.model_validate(config["method"])
     training = spec.training
+    kill_points.arm(config)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(config["threads"])
@@ -237,12 +240,33 @@ def _report(
             dir_name = slot.checkpoint_dir_name(step) if ckpt is not None else None
         with timings.phase("report"):
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=dir_name)
+        if ckpt is not None:
+            kill_points.reached("checkpoint_reported")
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """One training: resumes from Ray Train's latest checkpoint of this run, else from
-    ``config["resume_from"]``."""
-    train(config, ray.train.get_checkpoint() or found_checkpoint(config))
+    """One training: resumes from the newer of Ray Train's latest checkpoint of this run and
+    ``config["resume_from"]`` (which a kill may have left newer than Ray Train's)."""
+    train(config, newest(ray.train.get_checkpoint(), found_checkpoint(config)))
+
+
+def newest(*checkpoints: ray.train.Checkpoint | None) -> ray.train.Checkpoint | None:
+    """The whole checkpoint of the highest step among ``checkpoints`` (None ones left out);
+    one that is incomplete is never loaded: it is passed over with a warning."""
+    best, best_step = None, -1
+    for checkpoint in checkpoints:
+        if checkpoint is None:
+            continue
+        with checkpoint.as_directory() as d:
+            if not is_complete(d):
+                warnings.warn(
+                    f"passing over {checkpoint.path}: an incomplete checkpoint", stacklevel=2
+                )
+                continue
+            step = int(read_meta(d)["step"])
+        if step > best_step:
+            best, best_step = checkpoint, step
+    return best
 
 
 def found_checkpoint(config: dict[str, Any]) -> ray.train.Checkpoint | None:
@@ -291,8 +315,13 @@ def train(
 
     # 4. Loop over optimiser steps; per-(seed, rank, step) randomness for partitions and noise.
     device, model, optimizer, loader = run.device, run.model, run.optimizer, run.loader
-    g = torch.Generator(device=device).manual_seed(seed * 100_003 + run.rank * 1_009 + step)
+    # A resumed training takes the batches and noise an uninterrupted one would: the epoch's
+    # order is seeded by the epoch, its batches before the checkpoint are skipped, and the
+    # generator is seeded afresh at every step.
+    g = torch.Generator(device=device)
     running, count, t0, epoch = 0.0, 0, time.perf_counter(), step // max(1, len(loader))
+    if hasattr(getattr(loader, "sampler", None), "skip"):
+        loader.sampler.skip = (step % max(1, len(loader))) * training.batch_size
     model.train()
     mark = time.perf_counter()
     while step < training.steps:
@@ -305,6 +334,7 @@ def train(
                 group["lr"] = learning_rate(step, training)
             if probe:
                 probe.saw(epoch, batch["index"])
+            g.manual_seed(seed * 100_003 + run.rank * 1_009 + step)
             x, m = batch["x_obs"].to(device), batch["mask"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 if "truth" in batch:  # the complete-data oracle
@@ -317,6 +347,7 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
             optimizer.step()
             step += 1
+            kill_points.reached("train_step")
             running += loss.item()
             count += 1
             if training.compile and "compile" not in timings.seconds:

@@ -10,7 +10,8 @@ What the UI does by default, and what this module sets instead:
 - The runs table shows only Source, Models and Dataset columns and nests child runs under a
   collapsed parent unless it is sorted by something other than the start time. The saved view
   (an experiment tag ``mlflow.sharedViewState.<id>``, listed in the runs page's *Views* menu)
-  filters on ``incdyn.role = 'method'``, sorts by the metric the experiment chooses on (so child
+  filters on ``incdyn.role = 'method'`` and FINISHED runs (a killed attempt's runs are not
+  compared), sorts by the metric the experiment chooses on (so child
   runs are rows of their own), lower first, and shows the method, setting and seed tags and the
   compared ``test_*`` metrics, that metric first. The UI orders metric columns by name, whatever
   order the view lists them in, so the view lists only metrics whose names sort after it.
@@ -65,7 +66,7 @@ def view_state(metrics: list[str]) -> dict:
     sorted by the first metric, lowest first."""
     columns = [_column("tags", t) for t in TAG_COLUMNS] + [_column("metrics", m) for m in metrics]
     return {
-        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}'",
+        "searchFilter": f"tags.`{TAG_ROLE}` = '{ROLE_METHOD}' and attributes.status = 'FINISHED'",
         "orderByKey": _column("metrics", metrics[0]),
         "orderByAsc": True,
         "selectedColumns": columns,
