@@ -37,7 +37,7 @@ from incdyn.platform.ghosts import TAG_REPLACED_BY, reap_ghosts
 from incdyn.platform.job_paths import check_job_paths
 from incdyn.platform.owner import owner_gone, owner_tags
 from incdyn.platform.ray_session import init_ray
-from incdyn.platform.spec import ExperimentSpec, variants_of
+from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, variants_of
 from incdyn.platform.sweep.resources import (
     TRIAL_CPU,
     TrialResources,
@@ -259,30 +259,19 @@ def adopt_killed_sweep(
     return None, None
 
 
-def _sweep_setting(
-    spec: ExperimentSpec,
-    *,
-    mode: str,
-    method: str | None,
-    axes: dict[str, list],
-    seeds: list[int],
-    num_samples: int,
-    grace_period: int | None,
-    reduction_factor: float,
-    n_trials: int,
-    plan: TrialResources,
-    tracking_uri: str,
+def _parent_run(
+    client: MlflowClient,
     experiment_id: str,
-    progress: bool,
-    verbose: bool = True,
-) -> SweepResult:
-    """One data setting: its store, a sweep parent run, the Tune run, the summary."""
-    t0 = time.perf_counter()
-    store_url = ensure_data(spec, progress=progress)
-    template = swept_method(spec, method)
-    space, scheduler = _search(spec, mode, axes, seeds, grace_period, reduction_factor)
-    client = MlflowClient(tracking_uri)
-    key = sweep_key(spec, mode, method, axes, seeds, num_samples, grace_period, reduction_factor)
+    spec: ExperimentSpec,
+    key: str,
+    mode: str,
+    template: DiffusionMethod,
+    num_samples: int,
+    plan: TrialResources,
+    axes: dict[str, list],
+) -> tuple[str, str]:
+    """The sweep's parent run and Tune run name: a killed attempt's of the same sweep, taken
+    over, or new ones; earlier attempts' orphaned runs are marked KILLED."""
     parent_id, tune_name = adopt_killed_sweep(client, experiment_id, spec, key)
     if parent_id is None:
         parent_id = start_parent(
@@ -307,6 +296,36 @@ def _sweep_setting(
         client, experiment_id, spec_name=spec.name, setting=spec.setting, role=ROLE_SWEEP,
         replaced_by=parent_id,
     )  # fmt: skip
+    return parent_id, tune_name
+
+
+def _sweep_setting(
+    spec: ExperimentSpec,
+    *,
+    mode: str,
+    method: str | None,
+    axes: dict[str, list],
+    seeds: list[int],
+    num_samples: int,
+    grace_period: int | None,
+    reduction_factor: float,
+    n_trials: int,
+    plan: TrialResources,
+    tracking_uri: str,
+    experiment_id: str,
+    progress: bool,
+    verbose: bool = True,
+) -> SweepResult:
+    """One data setting: its store, a sweep parent run, the Tune run, the summary."""
+    t0 = time.perf_counter()
+    store_url = ensure_data(spec, progress=progress)
+    template = swept_method(spec, method)
+    space, scheduler = _search(spec, mode, axes, seeds, grace_period, reduction_factor)
+    client = MlflowClient(tracking_uri)
+    key = sweep_key(spec, mode, method, axes, seeds, num_samples, grace_period, reduction_factor)
+    parent_id, tune_name = _parent_run(
+        client, experiment_id, spec, key, mode, template, num_samples, plan, axes
+    )
     with run_scope(client, parent_id):
         name = tune_name
         trainable = tune.with_parameters(
