@@ -144,10 +144,12 @@ def test_sweep_leaves_a_parent_and_one_evaluated_child_per_trial(swept):
     assert "best configuration" in printed and result.best is not None
 
 
-def test_best_configuration_is_the_lowest_val_mse_and_is_logged(swept):
-    _, client, result, printed = swept
+def test_best_configuration_is_the_lowest_criterion_and_is_logged(swept):
+    spec, client, result, printed = swept
     trials = _runs(client, ROLE_TRIAL)
-    best = min(trials, key=lambda t: t.data.metrics["val_mse"])
+    # chosen on the spec's criterion: held-out observed points by default, not validation truth
+    assert spec.evaluation.criterion == "val_heldout_mse"
+    best = min(trials, key=lambda t: t.data.metrics[spec.evaluation.criterion])
     assert result.best.val_mse == pytest.approx(best.data.metrics["val_mse"])
     assert f"context_ratio={result.best.context_ratio:g}" in printed
     (parent,) = _runs(client, ROLE_SWEEP)
