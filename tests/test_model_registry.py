@@ -50,9 +50,11 @@ def test_registered_model_loads_from_code_and_imputes(registry):
     _, uri, _ = registry
     checkpoint = resolve_checkpoint("models:/tiny-compare-ours/1", uri)
     assert json.loads((checkpoint / "meta.json").read_text())["method"]["name"] == "ours"
-    # the run held out observed val points, so the calibration fitted on them came along
+    # the run held out observed val points, so the calibration fitted on them came along; the
+    # manifest, written last, says the copy is whole
     assert sorted(p.name for p in checkpoint.iterdir()) == [
         "calibration.json",
+        "manifest.json",
         "meta.json",
         "model.pt",
     ]
