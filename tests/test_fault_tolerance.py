@@ -159,9 +159,12 @@ def test_rerun_after_a_crashed_run_resumes_instead_of_restarting(
     crashed, rerun = _method_runs(spec)
     assert crashed.info.status == "FAILED"
     assert rerun.info.status == "FINISHED"
-    assert rerun.data.tags[TAG_RESUMED] == str(killer.checkpoint_step)
+    # resumed from the newest whole checkpoint on disk: the one the killer saw reported, or one
+    # the worker wrote after it before the kill landed (found on disk, not in Ray's snapshot)
+    resumed = int(rerun.data.tags[TAG_RESUMED])
+    assert killer.checkpoint_step <= resumed < STEPS
     steps = _logged_steps(spec, rerun)
-    assert steps[0] == killer.checkpoint_step + LOG_EVERY and steps[-1] == STEPS
+    assert steps[0] == resumed + LOG_EVERY and steps[-1] == STEPS
 
 
 class SecondTrainingKiller(Killer):
