@@ -7,14 +7,22 @@ regions) for station masks, and spatially clumped square patches for cloud masks
 data set's own gaps (``structure=None``). A static mask gets a static hold-out (the same spatial
 units in every frame). Of a sample's ``n`` units, ``round(fraction · n)`` are withheld, at least
 one and never all, so the model always keeps some input.
+
+``shape: gaps`` withholds observed points under a transplanted gap pattern instead (a fresh mask
+of the family, or another frame of a data set's own gaps; :mod:`incdyn.datasets.holdout_gaps`),
+so that held-out scores are made on gaps of the real gaps' size. The default, ``units``, is
+dumped without its ``shape`` key: stores and runs made before it keep their identity.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from scipy import ndimage
 
+from incdyn.datasets.holdout_gaps import gap_holdout
 from incdyn.datasets.masks import MaskFamily, block_index
 
 
@@ -26,6 +34,9 @@ class HoldoutSpec(BaseModel):
         seed: seed of the draw (with the split and the sample's index).
         patch: side in grid points of the clumped patches used for cloud masks and a data set's
             own gaps; ``None`` takes an eighth of the shorter grid side (at least 2).
+        shape: ``units`` (the units above) or ``gaps``: the observed points under a
+            transplanted gap pattern of the same family (any family; for a data set's own gaps
+            another frame's), whole gap regions until ``fraction`` is reached.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +44,16 @@ class HoldoutSpec(BaseModel):
     fraction: float = Field(0.1, gt=0.0, le=0.5)  # share of observed units withheld
     seed: int = 0  # seed of the draw, combined with split and sample index
     patch: int | None = Field(None, ge=1)  # clumped-patch side (cloud masks, real gaps)
+    shape: Literal["units", "gaps"] = "units"  # gaps: transplanted gap patterns of the family
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """The default ``shape`` stays out of the dump: a store's identity and a run's params
+        are those of a spec written before ``shape`` existed."""
+        out = handler(self)
+        if self.shape == "units":
+            out.pop("shape", None)
+        return out
 
 
 def _patch_labels(h: int, w: int, patch: int) -> np.ndarray:
@@ -105,7 +126,14 @@ def holdout_for_samples(
     from a generator seeded by ``(spec.seed, split, index)``: independent of sharding."""
     split_id = {"train": 1, "val": 2, "test": 3}[split]
     out = np.zeros(masks.shape, bool)
+
+    def units(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return holdout_mask(mask, family, spec, rng)
+
     for j, i in enumerate(indices):
+        if spec.shape == "gaps":
+            out[j] = gap_holdout(masks[j], family, spec.fraction, (spec.seed, split_id, i), units)
+            continue
         rng = np.random.default_rng([spec.seed, split_id, i])
         out[j] = holdout_mask(masks[j], family, spec, rng)
     return out

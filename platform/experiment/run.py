@@ -39,6 +39,7 @@ from incdyn.platform.ray_session import init_ray
 from incdyn.platform.registry.publish import model_tags, publish_model
 from incdyn.platform.report.comparison import log_parent_comparison
 from incdyn.platform.report.figures import imputation_figure
+from incdyn.platform.report.rank_agreement import agreement_metrics
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec, variants_of
 from incdyn.platform.timings import Timings
 from incdyn.platform.tracking import (
@@ -291,7 +292,10 @@ def _run_variant(
     worker group: ``ray.shared_worker_group``), then every run is scored.
 
     The parent run gets this setting's wall time per phase (data, MLflow, the method runs,
-    results) and ``time_ray_start_s``, the experiment's connection to Ray (outside the total).
+    results) and ``time_ray_start_s``, the experiment's connection to Ray (outside the total);
+    with truth and held-out points, ``spearman_heldout_truth`` (and ``spearman_val_heldout_truth``):
+    the rank agreement of the methods' held-out and truth scores, oracles left out
+    (:mod:`incdyn.platform.report.rank_agreement`).
     """
     timings = Timings()
     with timings.phase("data"):
@@ -323,7 +327,13 @@ def _run_variant(
             client.log_text(parent_id, format_table(rows), "results.md")
             if spec.evaluation.figure:
                 log_parent_comparison(client, parent_id, title=f"{spec.name} ({spec.setting})")
-        log_metrics(client, parent_id, {**timings.metrics(), "time_ray_start_s": ray_start})
+            oracles = {
+                m.name for m in spec.methods if getattr(m, "training_data", "") == "complete"
+            }
+            agreement = agreement_metrics(rows, exclude=oracles)  # spearman_*: held-out vs truth
+        log_metrics(
+            client, parent_id, {**timings.metrics(), "time_ray_start_s": ray_start, **agreement}
+        )
     return [{"setting": spec.setting, **r} for r in rows]
 
 

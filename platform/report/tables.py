@@ -6,7 +6,9 @@ By default only the **latest FINISHED parent run of each (role, spec, setting)**
 rerun of a spec replaces its earlier results instead of being pooled with them; ``runs="all"``
 pools every finished parent. Rows are methods (sweep trials: method and configuration), columns
 the ``incdyn.setting`` tags, cells the mean ± sample std (ddof 1) of the metric over child runs;
-the lowest mean of a column is bold.
+the lowest mean of a column is bold. Under the table, per setting with truth and held-out
+points, the rank agreement of the methods' held-out and truth test scores (Spearman's ρ,
+:mod:`incdyn.platform.report.rank_agreement`; complete-data oracles left out).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from incdyn.platform.report.comparison import log_comparison
+from incdyn.platform.report.rank_agreement import RankAgreement, rank_agreement
 from incdyn.platform.report.records import RunRecord, mlflow_records
 from incdyn.platform.tracking import (
     CHILD_ROLES,
@@ -72,6 +75,8 @@ class Report:
     columns: list[str]  # settings, in the order the runs started
     cells: dict[tuple[str, str], Cell]
     parent_run_ids: list[str] = field(default_factory=list)  # the parents counted, oldest first
+    # setting -> rank agreement of its methods' test_heldout_mse and test_mse (where both exist)
+    agreement: dict[str, RankAgreement] = field(default_factory=dict)
 
     @property
     def latest_parent(self) -> str | None:
@@ -98,6 +103,9 @@ class Report:
                 text = "–" if cell is None else f"{cell.text()} (n={cell.n})"
                 cells.append(f"**{text}**" if cell is not None and r in best[c] else text)
             lines.append(f"| {r} | " + " | ".join(cells) + " |")
+        if self.agreement:
+            lines.append("")
+        lines += [f"{c}: {a.text()}" for c, a in self.agreement.items()]
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -186,6 +194,21 @@ def runs_counted(
     return chosen, children
 
 
+def _agreements(children: list[RunRecord], columns: list[str]) -> dict[str, RankAgreement]:
+    """Per setting of ``columns``, the held-out vs truth rank agreement of its methods' runs
+    (complete-data oracles, ``method.training_data: complete``, left out)."""
+    out = {}
+    for column in columns:
+        rows = [
+            {"method": _record_label(r), **r.metrics}
+            for r in children
+            if r.setting == column and r.params.get("method.training_data") != "complete"
+        ]
+        if (agreement := rank_agreement(rows)) is not None:
+            out[column] = agreement
+    return out
+
+
 def report_from_records(
     experiment: str,
     records: list[RunRecord],
@@ -195,6 +218,7 @@ def report_from_records(
     """The methods × settings table of ``metric`` from run records (MLflow's or a CSV's)."""
     chosen, children = runs_counted(records, runs)
     order = {r.run_id: i for i, r in enumerate(chosen)}
+    every = children
     children = [r for r in children if metric in r.metrics]
     children.sort(key=lambda r: (order[r.parent], r.start_time))
     rows, columns, values = [], [], {}
@@ -206,7 +230,8 @@ def report_from_records(
     cells = {
         k: Cell(*(tuple(t[i] for t in triples) for i in range(3))) for k, triples in values.items()
     }
-    return Report(experiment, metric, rows, columns, cells, [r.run_id for r in chosen])
+    parents = [r.run_id for r in chosen]
+    return Report(experiment, metric, rows, columns, cells, parents, _agreements(every, columns))
 
 
 def build_report(
