@@ -68,6 +68,17 @@ def test_learns_the_noise_variance_of_a_toy_field():
     assert float(((mean - smooth)[at] ** 2).mean()) < SIGMA**2  # it denoises the hidden points
 
 
+def test_network_starts_at_mean_zero_and_unit_variance_with_observations_kept():
+    # the UNet's output gain starts at 0: μ = 0 and log σ² = 0, the prior of normalised data
+    net = build_dincae(BACKBONE, channels=2, frames=3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x, m = torch.randn(2, 2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g) < 0.5
+    imputed, var = dincae_impute(net, x, m)
+    assert imputed.shape == var.shape == x.shape
+    assert torch.equal(imputed, torch.where(m[:, None], x, 0.0))
+    assert torch.equal(var, torch.ones_like(var))
+
+
 def test_transplant_hides_the_gaps_of_another_sample():
     g = torch.Generator().manual_seed(0)
     mask = torch.rand(4, 2, 5, 5, generator=g) < 0.7
@@ -113,7 +124,11 @@ def test_dincae_spec_refuses_unknown_keys_and_non_unet_backbones():
     with pytest.raises(SpecError, match=r"methods\.0\.ratio: unknown key; allowed keys here: "):
         parse_spec({"name": "x", "methods": [{"kind": "dincae", "name": "d", "ratio": 1}]}, "t")
     with pytest.raises(SpecError, match="needs a UNet backbone"):
-        bad = {"name": "x", "backbone": {"name": "fno"}, "methods": [{"kind": "dincae", "name": "d"}]}
+        bad = {
+            "name": "x",
+            "backbone": {"name": "fno"},
+            "methods": [{"kind": "dincae", "name": "d"}],
+        }
         parse_spec(bad, "t")
     with pytest.raises(SpecError, match="'dincae'"):
         parse_spec({"name": "x", "methods": [{"kind": "dincea", "name": "d"}]}, "t")
@@ -140,7 +155,7 @@ def test_incdyn_run_trains_and_scores_a_dincae_method(tmp_path, ray_local):
         assert key in m and math.isfinite(m[key]), key
     assert 0.0 <= m["test_coverage_90"] <= 1.0
     assert m["test_crps"] > 0
-    telea = [r for r in rows if r["method"] == "telea"][0]
+    telea = next(r for r in rows if r["method"] == "telea")
     assert set(telea) - {"seconds"} <= set(m) | {"method", "kind", "seed", "setting"}
     curves = client.get_metric_history(run.info.run_id, "val_nll")
     assert [c.step for c in curves] == [2, 4]  # logged at every log_every step
