@@ -134,7 +134,7 @@ def test_dincae_spec_refuses_unknown_keys_and_non_unet_backbones():
         parse_spec({"name": "x", "methods": [{"kind": "dincea", "name": "d"}]}, "t")
 
 
-def test_incdyn_run_trains_and_scores_a_dincae_method(tmp_path, ray_local):
+def test_incdyn_run_trains_and_scores_a_dincae_method(tmp_path, ray_local, monkeypatch):
     from incdyn.platform.experiment.run import run_experiment
     from incdyn.platform.tracking import TAG_METHOD
 
@@ -161,3 +161,16 @@ def test_incdyn_run_trains_and_scores_a_dincae_method(tmp_path, ray_local):
     assert [c.step for c in curves] == [2, 4]  # logged at every log_every step
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
     assert {"checkpoint/model.pt", "checkpoint/meta.json"} <= artifacts
+    # a rerun finds the finished training on disk and does not fit again
+    from incdyn.platform.checkpoint import read_meta
+    from incdyn.platform.train import dincae_fit
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished training was fitted again")
+
+    monkeypatch.setattr(dincae_fit, "TorchTrainer", no_fit)
+    checkpoint, _ = dincae_fit.train_dincae(
+        spec, spec.methods[0], store_url=spec.store_url, tracking_uri="", run_id=None
+    )
+    with checkpoint.as_directory() as d:
+        assert read_meta(d)["step"] == spec.training.steps
