@@ -144,6 +144,8 @@ class UNet(nn.Module):
         padding_mode: ``"zeros"`` or ``"circular"`` (periodic PDE domains) for every 3×3 conv.
         channels_last: run the convolutions in ``torch.channels_last`` memory format (faster
             with oneDNN on CPU); inputs and outputs keep the ordinary layout.
+        outputs: fields returned per channel (1: the denoiser's estimate; 2: e.g. a mean and a
+            log-variance head, ``(B, 2C, T, H, W)``, for a DINCAE-style network).
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         padding_mode: str = "zeros",
         channels_last: bool = True,
+        outputs: int = 1,
     ):
         super().__init__()
         _check_args(
@@ -170,7 +173,9 @@ class UNet(nn.Module):
             dropout,
             padding_mode,
         )
-        self.channels, self.frames = channels, frames
+        if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+            raise ValueError(f"outputs must be a positive int, got {outputs!r}")
+        self.channels, self.frames, self.outputs = channels, frames, outputs
         self.padding_mode = padding_mode
         self.channels_last = channels_last
         self.levels = len(mults)
@@ -206,7 +211,7 @@ class UNet(nn.Module):
                 self.dec.append(
                     Block(cin, c, flavor="dec", attention=attn, takes_skip=True, **block)
                 )
-        self.conv_out = MPConv(cur, channels * frames, (3, 3), padding_mode)
+        self.conv_out = MPConv(cur, outputs * channels * frames, (3, 3), padding_mode)
         self.out_gain = nn.Parameter(torch.zeros([]))
         # Every block's emb→channel-scale linear layer (EDM2's per-block ``emb_linear``) stacked
         # into one: weight rows are normalised one by one, so this is the same map in one matmul.
@@ -219,7 +224,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor) -> torch.Tensor:
         """x: (B, 2C, T, H, W) = channel concatenation [ctx ⊙ x_t (C channels), ctx mask
         repeated over the C channels]; noise_label: (B,) float (the caller passes e.g.
-        log(sigma)/4); returns (B, C, T, H, W) clean-data estimate."""
+        log(sigma)/4); returns (B, C, T, H, W) clean-data estimate (``(B, outputs·C, T, H, W)``
+        with ``outputs`` > 1)."""
         b, hh, ww = self._check_input(x, noise_label)
         emb = mp_silu(self.emb_noise(self.emb_fourier(noise_label.to(x.dtype))))
         gains = self.emb_gain.repeat_interleave(
@@ -244,7 +250,7 @@ class UNet(nn.Module):
             x = block(x, scale)
         x = self.conv_out(x, gain=self.out_gain)
         x = x[:, :, :hh, :ww].contiguous()
-        return x.view(b, self.channels, self.frames, hh, ww)
+        return x.view(b, self.outputs * self.channels, self.frames, hh, ww)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad H, W at the far end to multiples of ``factor``: zeros (the ones channel then marks

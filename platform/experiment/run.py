@@ -4,7 +4,9 @@
 2. generate the store as Ray tasks, or reuse it;
 3. open a parent MLflow run for the experiment; per method a child run with the resolved spec
    as params: diffusion methods train through Ray Train (curves logged live) and impute the
-   test split with the ensemble; classical baselines impute as Ray tasks;
+   test split with the ensemble; DINCAE-style baselines train through Ray Train too (a fit
+   each, after the diffusion methods) and impute with their mean and variance; classical
+   baselines impute as Ray tasks;
 4. log the test metrics, the imputation figure and the checkpoint (diffusion methods also as a
    registered MLflow model); on the parent, the results table and the methods' comparison;
 5. print the results table (``incdyn ui SPEC`` then opens the comparison in the MLflow UI).
@@ -27,6 +29,7 @@ from incdyn.platform.console import configure, resume_line, training_bar
 from incdyn.platform.data_prep import check_data, ensure_data, store_url_of
 from incdyn.platform.evaluation.audit import check_exposure
 from incdyn.platform.evaluation.calibration import save_calibration
+from incdyn.platform.evaluation.dincae_eval import evaluate_dincae
 from incdyn.platform.evaluation.evaluate import (
     Evaluation,
     evaluate_classical,
@@ -40,7 +43,13 @@ from incdyn.platform.registry.publish import model_tags, publish_model
 from incdyn.platform.report.comparison import log_parent_comparison
 from incdyn.platform.report.figures import imputation_figure
 from incdyn.platform.report.rank_agreement import agreement_metrics
-from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, dump_spec, variants_of
+from incdyn.platform.spec import (
+    DiffusionMethod,
+    DincaeMethod,
+    ExperimentSpec,
+    dump_spec,
+    variants_of,
+)
 from incdyn.platform.timings import Timings
 from incdyn.platform.tracking import (
     ROLE_EXPERIMENT,
@@ -53,6 +62,7 @@ from incdyn.platform.tracking import (
     start_child,
     start_parent,
 )
+from incdyn.platform.train.dincae_fit import dincae_run_name, train_dincae
 from incdyn.platform.train.driver import run_name
 from incdyn.platform.train.group import Trained, TrainingJob, find_stored, train_jobs
 from incdyn.platform.ui.view import mark_experiment
@@ -114,9 +124,54 @@ def _train_all(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> 
     return trained
 
 
+def _train_dincae(runs: list[_MethodRun], client: MlflowClient) -> dict[str, Trained]:
+    """A Ray Train fit per DINCAE-style baseline of ``runs`` (curves to its own MLflow run);
+    a training's time is its run's ``training`` phase and left out of the other runs'."""
+    trained: dict[str, Trained] = {}
+    for r in runs:
+        if not isinstance(r.method, DincaeMethod):
+            continue
+        name = dincae_run_name(r.spec, r.method)
+        client.set_tag(r.run_id, TAG_TRAIN_RUN, name)
+        print(f"train {r.method.name} (seed {r.spec.seed})")
+        checkpoint, seconds = train_dincae(
+            r.spec, r.method, store_url=r.url, tracking_uri=client.tracking_uri, run_id=r.run_id
+        )
+        trained[name] = Trained(checkpoint, {"training": seconds})
+        r.timings.add("training", seconds)
+        for other in runs:
+            if other is not r:
+                other.timings.exclude(seconds)
+    return trained
+
+
+def _weights_key(r: _MethodRun) -> str | None:
+    """The key of ``r``'s trained weights (None: a classical method has none)."""
+    if isinstance(r.method, DiffusionMethod):
+        return run_name(r.spec, r.method)
+    if isinstance(r.method, DincaeMethod):
+        return dincae_run_name(r.spec, r.method)
+    return None
+
+
+def _evaluate_dincae(r: _MethodRun, trained: Trained, client: MlflowClient) -> Evaluation:
+    """Impute and score a DINCAE-style baseline; its checkpoint (with its calibration) is logged
+    as the run's ``checkpoint`` artifact."""
+    with trained.checkpoint.as_directory() as ckpt:
+        with r.timings.phase("evaluation"):
+            ev = evaluate_dincae(ckpt, r.spec, store_url=r.url)
+            if ev.verification.calibration is not None:
+                save_calibration(ckpt, ev.verification.calibration)
+        with r.timings.phase("checkpoint_artifacts"):
+            client.log_artifacts(r.run_id, ckpt, artifact_path="checkpoint")
+    return ev
+
+
 def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> Evaluation:
     """Impute and score; a diffusion method's checkpoint is logged and registered too."""
     spec, method, timings = r.spec, r.method, r.timings
+    if isinstance(method, DincaeMethod):
+        return _evaluate_dincae(r, trained, client)
     if not isinstance(method, DiffusionMethod):
         with timings.phase("evaluation"):
             return evaluate_classical(
@@ -224,17 +279,19 @@ def _others_wait(runs: list[_MethodRun], active: _MethodRun | None) -> Iterator[
 
 
 def _run_methods(runs: list[_MethodRun], client: MlflowClient, progress: bool) -> list[dict]:
-    """Train the diffusion methods of ``runs`` (:func:`_train_all`), then score every run in
-    order; a run not reached because an earlier one failed is marked KILLED."""
+    """Train the diffusion methods of ``runs`` (:func:`_train_all`) and the DINCAE-style
+    baselines (:func:`_train_dincae`), then score every run in order; a run not reached because
+    an earlier one failed is marked KILLED."""
     done = 0
     try:
         trained = _train_all(runs, client, progress)
+        trained.update(_train_dincae(runs, client))
         rows = []
         for r in runs:
             with run_scope(client, r.run_id), _others_wait(runs, r):
                 done += 1
-                diffusion = isinstance(r.method, DiffusionMethod)
-                weights = trained[run_name(r.spec, r.method)] if diffusion else None
+                key = _weights_key(r)
+                weights = trained[key] if key is not None else None
                 rows.append(_record_method(r, weights, client))
         return rows
     except BaseException:
@@ -358,4 +415,7 @@ def dry_run(spec: ExperimentSpec) -> str:
                     lines.append(
                         f"#     ray train run for {m.name} (seed {seed}): {run_name(seeded, m)}"
                     )
+                if isinstance(m, DincaeMethod):
+                    name = dincae_run_name(seeded, m)
+                    lines.append(f"#     ray train run for {m.name} (seed {seed}): {name}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from incdyn.platform.spec.schema import (
     DATA_SOURCES,
     ClassicalMethod,
     DiffusionMethod,
+    DincaeMethod,
     ExperimentSpec,
 )
 
@@ -24,6 +25,7 @@ from incdyn.platform.spec.schema import (
 _UNION_TAGS: dict[str, type[BaseModel]] = {
     "diffusion": DiffusionMethod,
     "classical": ClassicalMethod,
+    "dincae": DincaeMethod,
     "unet": UNetSpec,
     "fno": FNOSpec,
     **DATA_SOURCES,

@@ -195,18 +195,34 @@ class ClassicalMethod(Strict):
 CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal", "dineof")
 
 
+class DincaeMethod(Strict):
+    """A DINCAE-style learned baseline (Barth et al. 2020, 2022): a U-Net fed the gappy field
+    and its mask, trained on the gappy data (gaps of another sample transplanted onto its input)
+    with a Gaussian likelihood, so that it returns a mean and an error variance per point.
+
+    It trains with the experiment's ``training`` section and, unless ``backbone`` says
+    otherwise, the experiment's UNet backbone: the same budget as the diffusion methods.
+    """
+
+    kind: Literal["dincae"]
+    name: str
+    backbone: UNetSpec | None = None  # None: the experiment's backbone (which must be a UNet)
+
+
 def _method_tag(value: Any) -> str:
     kind = value.get("kind", "diffusion") if isinstance(value, dict) else value.kind
     return "classical" if kind in CLASSICAL_KINDS else str(kind)
 
 
 MethodSpec = Annotated[
-    Annotated[DiffusionMethod, Tag("diffusion")] | Annotated[ClassicalMethod, Tag("classical")],
+    Annotated[DiffusionMethod, Tag("diffusion")]
+    | Annotated[ClassicalMethod, Tag("classical")]
+    | Annotated[DincaeMethod, Tag("dincae")],
     Discriminator(
         _method_tag,
         custom_error_type="method_kind",
         custom_error_message=(
-            "kind must be one of 'diffusion', 'inpaint_ns', 'telea', 'temporal', 'dineof'"
+            "kind must be one of 'diffusion', 'dincae', 'inpaint_ns', 'telea', 'temporal', 'dineof'"
         ),
     ),
 ]
@@ -367,11 +383,21 @@ class ExperimentSpec(Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _dincae_needs_unet(self) -> ExperimentSpec:
+        for i, m in enumerate(self.methods):
+            if isinstance(m, DincaeMethod) and self.backbone_of(m).name != "unet":
+                raise ValueError(
+                    f"method {m.name!r} (kind dincae) needs a UNet backbone, the experiment's "
+                    f"is {self.backbone.name!r}: set methods[{i}].backbone (e.g. {{name: unet}})"
+                )
+        return self
+
     # -- derived values ----------------------------------------------------------------------
-    def backbone_of(self, method: DiffusionMethod) -> BackboneSpec:
+    def backbone_of(self, method: DiffusionMethod | DincaeMethod) -> BackboneSpec:
         return method.backbone or self.backbone
 
-    def method(self, name: str) -> DiffusionMethod | ClassicalMethod:
+    def method(self, name: str) -> DiffusionMethod | ClassicalMethod | DincaeMethod:
         for m in self.methods:
             if m.name == name:
                 return m

@@ -1,0 +1,105 @@
+"""Verification of a Gaussian predictive distribution ``N(μ, σ²)`` per point, under the names of
+the ensemble verification (:mod:`incdyn.datasets.metrics.ensemble_scores`) so that tables line
+up: a method that returns a mean and an error variance (DINCAE, Barth et al. 2020, 2022) is
+scored at the same points as an ensemble.
+
+- **spread–skill** ``√(mean σ²) / √(mean (μ − y)²)``: 1 when the variance matches the error;
+- **CRPS** of the Gaussian, in closed form (``scoringrules.crps_normal``; Gneiting & Raftery
+  2007, Eq. 21);
+- **coverage** of the central ``level`` interval ``μ ± z((1+level)/2) · σ`` (1.645 σ at 90 %);
+- **calibrated coverage** of ``μ ± q_c(level) · σ`` with a per-channel inflation ``q_c``
+  (split-conformal, fitted elsewhere on other points).
+
+Scores are in units of ``scale`` per channel (the training standard deviation, as MSE is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scoringrules
+from scipy.stats import norm
+
+from incdyn.datasets.metrics.ensemble_scores import LEVELS, points_of
+
+
+@dataclass
+class GaussianScores:
+    """Streaming sums of the scores of Gaussian predictions.
+
+    Attributes:
+        channels: channel names (per-channel spread–skill when more than one).
+        levels: central interval levels whose coverage is counted.
+    """
+
+    channels: tuple[str, ...]
+    levels: tuple[float, ...] = LEVELS
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _add(self, key: str, per_point: np.ndarray, ch: np.ndarray) -> None:
+        per_channel = np.bincount(ch, weights=per_point, minlength=len(self.channels))
+        self.sums[key] = self.sums.get(key, 0.0) + per_channel
+
+    def update(
+        self,
+        mean: np.ndarray,
+        var: np.ndarray,
+        target: np.ndarray,
+        points: np.ndarray,
+        *,
+        scale: np.ndarray | None = None,
+        calibration: dict[float, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score ``N(mean, var)`` (each ``(B, C, T, H, W)``) against ``target`` at the True
+        points of ``points`` ``(B, T, H, W)``; ``calibration``: level → ``q`` per channel.
+        Returns ``|μ − y|``, ``σ`` and the channel index of the scored points, each ``(N,)``."""
+        mu, y, ch = points_of(mean[:, None], target, points, scale)
+        s2, _, _ = points_of(var[:, None], target, points, None if scale is None else scale**2)
+        mu, sd = mu[:, 0], np.sqrt(np.maximum(s2[:, 0], 0.0))
+        err = np.abs(mu - y)
+        if y.size == 0:
+            return err, sd, ch
+        self._add("n", np.ones_like(y), ch)
+        self._add("sq_err", err**2, ch)
+        self._add("var", sd**2, ch)
+        crps = scoringrules.crps_normal(y, mu, sd, backend="numpy")
+        self._add("crps", np.asarray(crps, np.float64), ch)
+        for level in self.levels:
+            self._add(f"cover:{level}", (err <= norm.ppf(0.5 + level / 2) * sd) * 1.0, ch)
+            if calibration is not None:
+                q = np.asarray(calibration[level], np.float64)[ch]
+                self._add(f"calibrated:{level}", (err <= q * sd) * 1.0, ch)
+        return err, sd, ch
+
+    @property
+    def count(self) -> int:
+        return int(np.sum(self.sums.get("n", 0.0)))
+
+    def spread_skill(self, channel: int | None = None) -> float:
+        """``√(mean σ²) / RMSE`` over all channels (or one)."""
+        pick = (lambda v: v.sum()) if channel is None else (lambda v: v[channel])
+        rmse = np.sqrt(pick(self.sums["sq_err"]) / pick(self.sums["n"]))
+        spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
+        return float(spread / max(rmse, 1e-30))
+
+    def result(self, prefix: str = "test", suffix: str = "") -> dict[str, float]:
+        """``{prefix}_spread_skill{suffix}``, ``_crps``, ``_coverage_50``, ``_coverage_90`` and,
+        when calibrated, ``{prefix}_calibrated_coverage_90{suffix}``; {} if no point was scored."""
+        if self.count == 0:
+            return {}
+        n = self.sums["n"].sum()
+        out = {
+            f"{prefix}_spread_skill{suffix}": self.spread_skill(),
+            f"{prefix}_crps{suffix}": float(self.sums["crps"].sum() / n),
+        }
+        for level in self.levels:
+            pct = round(100 * level)
+            out[f"{prefix}_coverage_{pct}{suffix}"] = float(self.sums[f"cover:{level}"].sum() / n)
+            if f"calibrated:{level}" in self.sums:
+                value = self.sums[f"calibrated:{level}"].sum() / n
+                out[f"{prefix}_calibrated_coverage_{pct}{suffix}"] = float(value)
+        if len(self.channels) > 1:
+            for i, name in enumerate(self.channels):
+                out[f"{prefix}_spread_skill_{name}{suffix}"] = self.spread_skill(i)
+        return out
