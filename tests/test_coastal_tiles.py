@@ -150,6 +150,17 @@ def test_classical_imputation_is_nan_on_land_and_scored_on_sea_only(coast):
     np.testing.assert_allclose(ev.metrics["test_mse_unobserved"], expected_hidden, rtol=1e-5)
 
 
+def test_a_suggestion_window_of_the_store_has_its_samples_domain(coast):
+    from incdyn.platform.suggest.record import store_window
+
+    _, store = coast
+    domain = open_split(store, "test")["domain"].values
+    for sample in (0, 1):
+        window = store_window(store, "test", sample, None)
+        np.testing.assert_array_equal(window.domain, domain[sample])
+        assert not (window.mask & ~window.domain).any()
+
+
 def test_squared_error_takes_a_domain_per_sample():
     """Two samples, each with its own inside point: only those are scored."""
     truth = np.zeros((2, 1, 1, 1, 2), np.float32)
