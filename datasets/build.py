@@ -65,7 +65,7 @@ def store_config(
         **extra,
         "format": FORMAT_VERSION,
         "source": source,
-        "generator": cfg.model_dump(),
+        "generator": cfg.identity(),
         "sizes": sizes,
         "chunk": chunk,
         "masks": identity(family),
@@ -116,8 +116,10 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
         masks, family = sim.masks, None
     else:
         masks = masks_for_samples(family, config["seed"], split, range(start, start + n), t, h, w)
-    if sim.domain is not None:
-        masks = masks & torch.from_numpy(sim.domain)
+    own = sim.domain is not None and sim.domain.ndim == 3  # each sample's own domain
+    if sim.domain is not None:  # never observed outside it
+        inside = torch.from_numpy(np.array(sim.domain, dtype=bool))
+        masks = masks & (inside[:, None] if own else inside)
     params = {k: v.double().numpy() for k, v in sim.params.items()}
     held = None
     if split != "train" and "holdout" in config:
@@ -134,6 +136,7 @@ def build_shard(url: str, config: dict, split: str, start: int, n: int) -> int:
         held,
         truth=sim.masks is None,
         train_truth=bool(config.get("train_truth")),
+        domain=sim.domain if own else None,
     )
     return n
 
@@ -166,6 +169,7 @@ def plan_store(url: str, config: dict) -> Layout | None:
             probe = gen.generate(cfg, 1, torch.Generator(), split=split, start=n - 1)
     else:
         probe = gen.generate(cfg, 1, torch.Generator().manual_seed(0), **last)
+    own = probe.domain is not None and probe.domain.ndim == 3  # a domain per sample
     return Layout(
         sizes=config["sizes"],
         channels=probe.channels,
@@ -178,8 +182,9 @@ def plan_store(url: str, config: dict) -> Layout | None:
         attrs=probe.attrs,
         holdout="holdout" in config,
         truth=probe.masks is None,
-        domain=probe.domain,
+        domain=None if own else probe.domain,
         train_truth=bool(config.get("train_truth")),
+        sample_domain=own,
     )
 
 

@@ -30,6 +30,7 @@ class Simulation:
         masks: the data's own observation masks, bool ``(N, T, H, W)`` (real gaps: ``fields``
             is NaN where unobserved and there is no truth), or None (complete fields).
         domain: bool ``(H, W)``, False outside the physical domain (land under a sea field),
+            or ``(N, H, W)`` when each sample has its own (the coastal tiles of a large grid),
             or None (every point is inside).
     """
 
@@ -57,3 +58,5 @@ class Simulation:
         for name, value in self.params.items():
             if tuple(value.shape) != (n,):
                 raise ValueError(f"param {name!r} must have shape ({n},), got {tuple(value.shape)}")
+        if self.domain is not None and self.domain.shape not in ((h, w), (n, h, w)):
+            raise ValueError(f"domain must be (H, W) or (N, H, W), got {self.domain.shape}")

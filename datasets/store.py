@@ -12,7 +12,9 @@ One store, three groups ``train``, ``val``, ``test``. In each group:
   :mod:`incdyn.datasets.holdout`). ``field`` and ``mask`` still hold them.
 - one float variable over ``sample`` per physical parameter (``viscosity``, ``f``, ...).
 - ``domain`` bool ``(y, x)``, only for data with points outside the physical domain (land under
-  a sea field): never observed, never imputed (NaN), never scored.
+  a sea field): never observed, never imputed (NaN), never scored; bool ``(sample, y, x)`` when
+  each sample has its own (``Layout.sample_domain``: the coastal tiles of a large grid), written
+  region by region with the samples.
 
 Root attributes: ``incdyn_config`` (what generated the store, JSON), ``incdyn_complete``,
 ``normalization`` (per-channel mean/std of the observed *training* values only).
@@ -57,6 +59,7 @@ class Layout:
         holdout: val/test carry a ``holdout`` mask.
         truth: val/test carry ``truth`` (False for a data set's own gaps: there is none).
         domain: bool ``(H, W)``, False outside the physical domain, or None (all inside).
+        sample_domain: each sample has its own domain, ``(sample, y, x)``, written with it.
         train_truth: the training split keeps ``truth`` too (a complete-data oracle's store).
     """
 
@@ -73,6 +76,7 @@ class Layout:
     truth: bool = True
     domain: np.ndarray | None = None
     train_truth: bool = False
+    sample_domain: bool = False
 
 
 def _coords(layout: Layout, n: int, start: int = 0) -> dict:
@@ -102,6 +106,9 @@ def write_template(url: str, layout: Layout, config: dict) -> None:
         }
         if layout.domain is not None:
             data["domain"] = (("y", "x"), np.asarray(layout.domain, bool))
+        if layout.sample_domain:
+            zeros = da.zeros((n, h, w), dtype=bool, chunks=(ck, h, w))  # written per region
+            data["domain"] = (("sample", "y", "x"), zeros)
         if layout.truth and (split != "train" or layout.train_truth):
             data["truth"] = (("sample", "time", "channel", "y", "x"), field)
         if split != "train" and layout.holdout:
@@ -130,6 +137,7 @@ def write_region(
     *,
     truth: bool = True,
     train_truth: bool = False,
+    domain: np.ndarray | None = None,
 ) -> None:
     """Write samples ``start : start + n`` of ``split``.
 
@@ -140,6 +148,7 @@ def write_region(
         holdout: bool ``(n, T, H, W)`` held-out points (val/test of a store that has them).
         truth: write ``fields`` as val/test truth (False for real gaps: there is none).
         train_truth: write it for the training split too (a complete-data oracle's store).
+        domain: bool ``(n, H, W)``, the samples' own domains (a store with ``sample_domain``).
     """
     n = fields.shape[0]
     observed = np.where(masks[:, :, None], fields, np.nan).astype(np.float32)
@@ -149,6 +158,8 @@ def write_region(
         data["truth"] = (dims5, fields.astype(np.float32))
     if holdout is not None:
         data["holdout"] = (("sample", "time", "y", "x"), holdout)
+    if domain is not None:
+        data["domain"] = (("sample", "y", "x"), np.asarray(domain, bool))
     for name, value in params.items():
         data[name] = (("sample",), np.asarray(value, dtype=np.float64))
     ds = xr.Dataset(data)
@@ -243,6 +254,20 @@ def normalization(url: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def store_domain(ds) -> np.ndarray | None:
-    """bool ``(y, x)``: a split's physical domain (its ``domain`` variable), or None when every
-    point is inside."""
+    """bool ``(y, x)``, or ``(sample, y, x)`` when each sample has its own: a split's physical
+    domain (its ``domain`` variable), or None when every point is inside."""
     return ds["domain"].values.astype(bool) if "domain" in ds else None
+
+
+def domain_of_samples(domain: np.ndarray | None, samples: np.ndarray) -> np.ndarray | None:
+    """The domain of the split's samples ``samples`` (indices): a per-sample domain
+    ``(sample, y, x)`` is indexed, a shared ``(y, x)`` one (or None) is returned as it is."""
+    return domain[np.asarray(samples)] if domain is not None and domain.ndim == 3 else domain
+
+
+def broadcast_domain(domain: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """bool ``shape`` (``(N, ..., H, W)``): ``domain`` ``(H, W)`` for every sample, or
+    ``(N, H, W)`` each sample's own, over the axes between."""
+    if domain.ndim == 3:
+        domain = domain.reshape(domain.shape[0], *([1] * (len(shape) - 3)), *domain.shape[1:])
+    return np.broadcast_to(domain, shape)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from incdyn.datasets.store import broadcast_domain
+
 
 @dataclass
 class SquaredError:
@@ -28,11 +30,12 @@ class SquaredError:
         domain: np.ndarray | None = None,
     ) -> None:
         """imputed, truth ``(N, T, C, H, W)`` physical units; mask bool ``(N, T, H, W)``; std ``(C,)``;
-        domain bool ``(H, W)``: points outside it are not scored (None: every point is)."""
+        domain bool ``(H, W)``, or ``(N, H, W)`` each sample's own: points outside it are not
+        scored (None: every point is)."""
         if imputed.shape != truth.shape:
             raise ValueError(f"imputed shape {imputed.shape} != truth shape {truth.shape}")
         inside = np.ones(imputed.shape[-2:], bool) if domain is None else domain
-        inside = np.broadcast_to(inside, imputed.shape)
+        inside = broadcast_domain(inside, imputed.shape)
         if not np.isfinite(imputed[inside]).all():
             raise ValueError("imputed field has NaN or inf values")
         err = np.where(inside, (imputed - truth) / std.reshape(1, 1, -1, 1, 1), 0.0) ** 2

@@ -17,9 +17,12 @@ Two uses:
 ``split`` cuts the time axis into train | val | test periods, by fractions or by time ranges
 (``{train: ["1963", "1992"], ...}``: partial dates cover their whole year, month, ...); a
 split's windows lie inside its period, so no frame is shared between splits. ``patch`` cuts a
-large grid into ``patch`` × ``patch`` tiles (only tiles wholly inside the domain are kept: the
-store has one domain for all samples); sample ``i`` of a split is its window ``i // tiles``,
-tile ``i % tiles``. On a datetime axis ``time`` is hours since each window's first frame and
+large grid into ``patch`` × ``patch`` tiles: ``tiles: inside`` (the default) keeps only tiles
+wholly inside the domain, and the store has one domain ``(y, x)`` for all samples;
+``tiles: coastal`` also keeps tiles partly outside it (at least ``min_inside`` of their points
+inside, e.g. the coastal tiles of a global ocean), and then each sample has its own domain, the
+land-sea mask of its tile (``domain (sample, y, x)`` in the store). Sample ``i`` of a split is
+its window ``i // tiles``, tile ``i % tiles``. On a datetime axis ``time`` is hours since each window's first frame and
 the per-sample ``window_start`` its date. Reads are lazy: a sample reads only its frames and
 tile, and the domain is a reduction over time in bounded blocks, so a file larger than memory
 is never loaded whole. ERA5 is one configuration of this source (:mod:`.era5`).
@@ -51,7 +54,10 @@ EPOCH = pd.Timestamp("1970-01-01")
 
 @dataclass(frozen=True)
 class Source:
-    """A checked file and where its samples lie (everything decided before any read)."""
+    """A checked file and where its samples lie (everything decided before any read).
+
+    ``per_sample``: the kept tiles' domains differ (coastal tiles), so each sample has its own.
+    """
 
     ds: xr.Dataset
     frames: Frames
@@ -59,6 +65,7 @@ class Source:
     domain: np.ndarray
     starts: dict[str, list[int]]
     tiles: list[tuple[int, int]]
+    per_sample: bool = False
 
 
 @lru_cache(maxsize=4)
@@ -70,15 +77,38 @@ def source_of(cfg: XarrayConfig) -> Source:
     corners = tiles(*grid.shape, cfg)  # a patch larger than the grid fails before the domain
     starts = split_starts(frames, cfg)
     domain = domain_mask(ds, cfg, grid, frames)
-    if cfg.patch:
-        p = cfg.patch
-        corners = [(r, c) for r, c in corners if domain[r : r + p, c : c + p].all()]
-        if not corners:
-            raise XarraySourceError(
-                f"data.params.patch: no {p} × {p} tile of {cfg.url} lies wholly inside the "
-                "domain; lower patch"
-            )
-    return Source(ds, frames, grid, domain, starts, corners)
+    if not cfg.patch:
+        return Source(ds, frames, grid, domain, starts, corners)
+    corners = kept_tiles(domain, corners, cfg)
+    first = tile_domain(domain, corners[0], cfg.patch)
+    per_sample = any(
+        not np.array_equal(tile_domain(domain, t, cfg.patch), first) for t in corners[1:]
+    )
+    return Source(ds, frames, grid, domain, starts, corners, per_sample)
+
+
+def tile_domain(domain: np.ndarray, corner: tuple[int, int], patch: int) -> np.ndarray:
+    """bool ``(patch, patch)``: the domain of the tile at ``corner``."""
+    r, c = corner
+    return domain[r : r + patch, c : c + patch]
+
+
+def kept_tiles(
+    domain: np.ndarray, corners: list[tuple[int, int]], cfg: XarrayConfig
+) -> list[tuple[int, int]]:
+    """The tiles that are samples: wholly inside the domain (``tiles: inside``), or with at
+    least ``min_inside`` of their points inside it (``tiles: coastal``)."""
+    p = cfg.patch
+    shares = [float(tile_domain(domain, t, p).mean()) for t in corners]
+    if cfg.tiles == "coastal":
+        kept = [t for t, s in zip(corners, shares, strict=True) if s > 0 and s >= cfg.min_inside]
+        need = f"at least {cfg.min_inside:g} of it inside the domain; lower min_inside or patch"
+    else:
+        kept = [t for t, s in zip(corners, shares, strict=True) if s == 1.0]
+        need = "wholly inside the domain; lower patch, or tiles: coastal"
+    if not kept:
+        raise XarraySourceError(f"data.params.patch: no {p} × {p} tile of {cfg.url} lies {need}")
+    return kept
 
 
 def domain_of(cfg: XarrayConfig) -> np.ndarray:
@@ -130,15 +160,25 @@ def read_samples(cfg: XarrayConfig, split: str, start: int, n: int) -> Simulatio
 def _simulation(cfg, src: Source, fields, firsts, corners) -> Simulation:
     p = cfg.patch
     r, c = corners[0]
-    domain = src.domain[r : r + p, c : c + p] if p else src.domain
+    if p:  # each sample's own tile domain, (n, H, W)
+        domains = np.stack([tile_domain(src.domain, t, p) for t in corners])
+    else:
+        domains = np.broadcast_to(src.domain, (len(corners), *src.domain.shape))
     y, x = (src.grid.y[r : r + p], src.grid.x[c : c + p]) if p else (src.grid.y, src.grid.x)
-    fields[..., ~domain] = np.nan
+    fields[~np.broadcast_to(domains[:, None, None], fields.shape)] = np.nan
     observed = np.isfinite(fields).all(axis=2)
-    if cfg.gaps == "benchmark" and not observed[..., domain].all():
+    if (
+        cfg.gaps == "benchmark"
+        and not observed[np.broadcast_to(domains[:, None], observed.shape)].all()
+    ):
         raise XarraySourceError(
             f"data.params.gaps: {cfg.url} has gaps (NaN) inside its domain; use gaps: real, or "
             "a complete file for a benchmark"
         )
+    if src.per_sample:
+        domain = np.ascontiguousarray(domains)
+    else:
+        domain = None if domains[0].all() else domains[0].copy()
     names = zip(cfg.channels, cfg.variables, strict=True)
     units = {c: str(src.ds[v.partition("@")[0]].attrs.get("units", "")) for c, v in names}
     units.update(src.grid.units)
@@ -162,7 +202,7 @@ def _simulation(cfg, src: Source, fields, firsts, corners) -> Simulation:
         units=units,
         attrs={"source_url": cfg.url, "dims": list(cfg.dims), "gaps": cfg.gaps, **attrs},
         masks=torch.from_numpy(observed) if cfg.gaps == "real" else None,
-        domain=None if domain.all() else domain,
+        domain=domain,
     )
 
 

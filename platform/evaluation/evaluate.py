@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader
 from incdyn.datasets.metrics.heldout import HeldoutError
 from incdyn.datasets.metrics.scoring import physics_context, score
 from incdyn.datasets.metrics.squared_error import SquaredError
-from incdyn.datasets.store import normalization, open_split, store_domain
+from incdyn.datasets.store import (
+    broadcast_domain,
+    domain_of_samples,
+    normalization,
+    open_split,
+    store_domain,
+)
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.baselines.classical import impute_batch
 from incdyn.models.samplers.registry import SamplerPlan, impute
@@ -52,9 +58,10 @@ def _has(url: str, split: str, name: str) -> bool:
 
 
 def _outside_to_nan(imputed: np.ndarray, domain: np.ndarray | None) -> np.ndarray:
-    """The imputation a user gets: NaN outside the domain (``(N, T, C, H, W)``)."""
+    """The imputation a user gets: NaN outside the domain (``(N, T, C, H, W)``; the domain
+    ``(H, W)`` or each sample's own ``(N, H, W)``)."""
     if domain is not None:
-        imputed[..., ~domain] = np.nan
+        imputed[~broadcast_domain(domain, imputed.shape)] = np.nan
     return imputed
 
 
@@ -102,12 +109,13 @@ def _impute_split(
         bar.update(len(batch["index"]))
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
         mask = batch["mask"].numpy()
+        inside = domain_of_samples(domain, batch["index"].numpy())  # this batch's samples
         observed = np.where(mask[:, :, None], data.denormalise(batch["x_obs"]), np.nan)
         reference = data.denormalise(batch["truth"]) if truth else observed
         for kind, imputed in _run_kinds(kinds, denoiser, x, m, plan, g).items():
-            imputed_phys = _outside_to_nan(data.denormalise(imputed), domain)
+            imputed_phys = _outside_to_nan(data.denormalise(imputed), inside)
             if truth:
-                accs[kind].update(imputed_phys, reference, mask, data.std.ravel(), domain)
+                accs[kind].update(imputed_phys, reference, mask, data.std.ravel(), inside)
                 accs[kind].add(score(imputed_phys, reference, batch["index"].numpy(), physics))
             examples.setdefault(kind, (reference[0], mask[0], imputed_phys[0]))
         if held:
@@ -236,7 +244,7 @@ def _classical_shard(
     values, mask = ds["field"].values.astype(np.float32), ds["mask"].values.astype(bool)
     channels = tuple(str(c) for c in ds["channel"].values)
     _, std = normalization(url)
-    domain = store_domain(ds)
+    domain = store_domain(ds)  # a per-sample domain is sliced with the samples
     imputed = _outside_to_nan(impute_batch(name, values, mask), domain)
     acc = held = None
     reference = values

@@ -1,8 +1,9 @@
 """Ensemble verification of a trained diffusion method: its own pass over the splits, after the
 test imputation, with its own generator (the imputation's numbers are untouched).
 
-Points outside the data set's domain (``domain (y, x)`` in the store) are never scored; without
-truth in the test split (a data set's own gaps) steps 1–3 are skipped and step 4 is all there is.
+Points outside the data set's domain (``domain`` in the store: ``(y, x)``, or ``(sample, y, x)``
+when each sample has its own) are never scored; without truth in the test split (a data set's
+own gaps) steps 1–3 are skipped and step 4 is all there is.
 
 1. **Test, unobserved truth points**: spread–skill, CRPS, rank histogram and coverage of the
    method's sampler's members (:mod:`incdyn.datasets.metrics.ensemble_scores`).
@@ -30,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from incdyn.datasets.metrics.ensemble_scores import LEVELS, EnsembleScores, points_of
-from incdyn.datasets.store import open_split, store_domain
+from incdyn.datasets.store import broadcast_domain, domain_of_samples, open_split, store_domain
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.samplers.members import sampler_members
 from incdyn.models.samplers.registry import SamplerPlan
@@ -66,7 +67,8 @@ def heldout_of(store_url: str, split: str) -> np.ndarray | None:
 
 
 def domain_of(store_url: str, split: str) -> np.ndarray:
-    """bool ``(H, W)``: the points inside the data set's domain (all of them without one)."""
+    """bool ``(H, W)``, or ``(sample, H, W)`` when each sample has its own: the points inside the
+    data set's domain (all of them without one)."""
     ds = open_split(store_url, split)
     inside = store_domain(ds)
     return np.ones((ds.sizes["y"], ds.sizes["x"]), bool) if inside is None else inside
@@ -112,13 +114,16 @@ def _test_pass(denoiser, spec: ExperimentSpec, plan: SamplerPlan, kind: str, *, 
     count, seen = 0, 0
     for batch in loader:
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-        truth, hidden = batch["truth"].numpy(), ~batch["mask"].numpy() & inside
+        mask, truth = batch["mask"].numpy(), batch["truth"].numpy()
+        here = domain_of_samples(inside, batch["index"].numpy())  # this batch's samples
+        hidden = ~mask & broadcast_domain(here, mask.shape)
+        here = broadcast_domain(here, truth.shape)
         single = _members("single", denoiser, x, m, plan, k_max, g)
         observed = m[:, None].expand_as(x)
         for k in v.ks:
             mean = torch.where(observed, x, single[:, :k].mean(1)).cpu().numpy()
-            sq[k] += float(((mean - truth) ** 2)[..., inside].sum())
-        count += truth[..., inside].size
+            sq[k] += float(((mean - truth) ** 2)[here].sum())
+        count += int(here.sum())
         own = (
             single[:, : plan.k]
             if kind == "single"

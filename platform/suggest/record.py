@@ -111,6 +111,7 @@ def store_window(url: str, split: str, sample: int, frame: int | None) -> Window
     values = ds["field"][sample].values.astype(np.float32)  # (T, C, H, W)
     mask = ds["mask"][sample].values.astype(bool)
     domain = ds["domain"].values.astype(bool) if "domain" in ds else np.ones(mask.shape[1:], bool)
+    domain = domain[sample] if domain.ndim == 3 else domain  # each sample's own (coastal tiles)
     t = values.shape[0]
     frame = t - 1 if frame is None else frame
     return Window(

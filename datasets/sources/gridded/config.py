@@ -143,6 +143,11 @@ class XarrayConfig(SourceConfig):
     gaps: ``benchmark`` (complete inside the domain; masks drawn on top) or ``real``.
     engine: xarray engine (empty: ``zarr`` for ``.zarr``/``memory://``/``gs://``, else netCDF).
     patch: cut the grid into ``patch`` × ``patch`` tiles, each a sample (0: the whole grid).
+    tiles: which tiles are samples: ``inside`` (only tiles wholly inside the domain) or
+        ``coastal`` (also tiles partly outside it, land under a sea field: each sample then has
+        its own domain).
+    min_inside: the share of a ``coastal`` tile's points that must lie inside the domain for
+        the tile to be kept (a tile without a domain point is never kept).
     domain: ``missing``, ``all``, or a variable (of this file or ``url``) marking the domain.
     period: ``[START, END]``: only these times are used (empty: all).
     frame_step: keep every ``frame_step``-th frame; coarsen: average ``coarsen`` × ``coarsen``
@@ -162,6 +167,8 @@ class XarrayConfig(SourceConfig):
     gaps: Literal["benchmark", "real"] = "benchmark"
     engine: str = ""
     patch: Int = Field(0, ge=0)  # 0: the whole grid
+    tiles: Literal["inside", "coastal"] = "inside"
+    min_inside: Number = Field(0.5, gt=0.0, le=1.0)
     domain: Domain = "missing"
     period: tuple[str, ...] = ()
     frame_step: Int = Field(1, ge=1)
@@ -202,6 +209,8 @@ class XarrayConfig(SourceConfig):
                 "windows that share frames would let the train/val/test splits overlap"
             )
         return self
+
+    LATER = ("tiles", "min_inside")  # added later: out of a store's identity at their default
 
     @property
     def channels(self) -> tuple[str, ...]:
