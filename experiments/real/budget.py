@@ -27,10 +27,10 @@ def budget(curve: dict[int, float], steps_per_s: float) -> tuple[int, int, int]:
     CAP_S`` rounded down to a multiple of ``STEP`` (at least ``FIRST``)."""
     rule = 4000
     for s in sorted(curve):
-        if FIRST <= s <= LAST and s + AHEAD in curve:
-            if curve[s + AHEAD] > (1 - GAIN) * curve[s]:
-                rule = s
-                break
+        ahead = curve.get(s + AHEAD)
+        if FIRST <= s <= LAST and ahead is not None and ahead > (1 - GAIN) * curve[s]:
+            rule = s
+            break
     cap = max(FIRST, int(steps_per_s * CAP_S) // STEP * STEP)
     return min(rule, cap), rule, cap
 
@@ -43,7 +43,7 @@ def pilot_curve(client: MlflowClient, experiment: str, spec: str) -> tuple[dict[
         raise SystemExit(f"no MLflow experiment {experiment!r}: run the pilot first")
     runs = [
         r
-        for r in search_all(client, [exp.experiment_id])
+        for r in search_all(client, exp.experiment_id)
         if r.info.status == "FINISHED"
         and r.data.tags.get(TAG_ROLE) == "method"
         and r.data.params.get("name") == spec
