@@ -35,6 +35,28 @@ class DineofResult:
     cv_error: dict[int, float]
 
 
+GRAM_MIN = 64  # from this many frames and points on, the rank-k part comes from the Gram matrix
+
+
+def _rank_k(work: np.ndarray, k: int) -> np.ndarray:
+    """The best rank-``k`` approximation of ``work`` ``(T, S)`` (its truncated SVD).
+
+    A window's small matrix takes the SVD itself. A record's matrix (both sides at least
+    ``GRAM_MIN``) projects onto the leading ``k`` eigenvectors of the Gram matrix of its
+    shorter side — the same subspace, without computing every singular vector on every
+    iteration (DINEOF's own code uses a Lanczos solver for the same reason)."""
+    if min(work.shape) < GRAM_MIN:
+        u, s, vt = np.linalg.svd(work, full_matrices=False)
+        return (u[:, :k] * s[:k]) @ vt[:k]
+    if work.shape[0] <= work.shape[1]:
+        _, vecs = np.linalg.eigh(work @ work.T)
+        lead = vecs[:, ::-1][:, :k]
+        return lead @ (lead.T @ work)
+    _, vecs = np.linalg.eigh(work.T @ work)
+    lead = vecs[:, ::-1][:, :k]
+    return (work @ lead) @ lead.T
+
+
 def _reconstruct(
     anomaly: np.ndarray, known: np.ndarray, start: np.ndarray, k: int, tol: float, max_iter: int
 ) -> np.ndarray:
@@ -43,8 +65,7 @@ def _reconstruct(
     work = np.where(known, anomaly, start)
     recon = work
     for _ in range(max_iter):
-        u, s, vt = np.linalg.svd(work, full_matrices=False)
-        recon = (u[:, :k] * s[:k]) @ vt[:k]
+        recon = _rank_k(work, k)
         new = np.where(known, anomaly, recon)
         change = np.linalg.norm((new - work)[~known])
         scale = max(np.linalg.norm(new[~known]), np.finfo(float).tiny)
