@@ -33,6 +33,7 @@ from incdyn.models.baselines.classical import impute_batch
 from incdyn.models.samplers.registry import SamplerPlan, impute
 from incdyn.platform.checkpoint import load_denoiser
 from incdyn.platform.console import evaluation_bar
+from incdyn.platform.evaluation.dineof_record_scope import run_dineof_record
 from incdyn.platform.sampling import sampler_plan
 from incdyn.platform.spec import DiffusionMethod, ExperimentSpec
 
@@ -283,13 +284,28 @@ def _classical_split(kind: str, url: str, split: str, n: int, source: str) -> tu
 
 
 def evaluate_classical(
-    kind: str, *, store_url: str, max_samples: int | None, source: str
+    kind: str,
+    *,
+    store_url: str,
+    max_samples: int | None,
+    source: str,
+    scope: str = "window",
 ) -> Evaluation:
     """Classical baseline over the test split, one Ray task per store chunk.
 
     With held-out points the validation split is imputed too (``val_heldout_mse``, and
     ``val_mse`` where there is truth), so that baselines are compared on the same footing.
+    ``scope: record`` (DINEOF only) reconstructs each tile's whole record in one Ray task
+    (:mod:`~incdyn.platform.evaluation.dineof_record_scope`), scored the same way.
     """
+    if scope == "record":
+        if kind != "dineof":
+            raise ValueError(f"scope: record is for kind: dineof only, not {kind!r}")
+        splits = run_dineof_record(store_url, max_samples=max_samples, source=source)
+        metrics, example = splits["test"]
+        if _has(store_url, "val", "holdout"):
+            metrics = {**metrics, **_val_metrics({kind: splits["val"][0]}, kind, [kind])}
+        return Evaluation(metrics, *example)
     n = _n_test(store_url, max_samples)
     metrics, example = _classical_split(kind, store_url, "test", n, source)
     if _has(store_url, "val", "holdout"):

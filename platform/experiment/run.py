@@ -179,6 +179,7 @@ def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> E
                 store_url=r.url,
                 max_samples=spec.evaluation.max_samples,
                 source=spec.data.source,
+                scope=method.scope,
             )
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
         # impute with the CPUs of one worker: other runs may be training beside this driver

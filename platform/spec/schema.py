@@ -14,6 +14,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -186,10 +187,34 @@ class DiffusionMethod(Strict):
 
 
 class ClassicalMethod(Strict):
-    """A classical imputation baseline (Sec. 4.1)."""
+    """A classical imputation baseline (Sec. 4.1).
+
+    ``scope``: ``window`` imputes each val/test sample on its own (its ``T`` frames); ``record``
+    (DINEOF only) reconstructs, per tile, the whole record up to the test frames (every train,
+    val and test frame, each with its own mask) by one DINEOF, as DINEOF's users run it
+    (Beckers & Rixen 2003), and scores its val and test rows. The default is left out of the
+    spec's dump, so that specs written before the key re-read and dump the same.
+    """
 
     kind: Literal["inpaint_ns", "telea", "temporal", "dineof"]
     name: str
+    scope: Literal["window", "record"] = "window"
+
+    @model_validator(mode="after")
+    def _record_is_dineof(self) -> ClassicalMethod:
+        if self.scope == "record" and self.kind != "dineof":
+            raise ValueError(
+                f"scope: record is for kind: dineof only (method {self.name!r} is kind: "
+                f"{self.kind}); remove scope or set it to window"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_scope(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("scope") == "window":
+            del out["scope"]
+        return out
 
 
 CLASSICAL_KINDS = ("inpaint_ns", "telea", "temporal", "dineof")
