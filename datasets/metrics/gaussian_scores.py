@@ -21,7 +21,7 @@ import numpy as np
 import scoringrules
 from scipy.stats import norm
 
-from incdyn.datasets.metrics.ensemble_scores import LEVELS, points_of
+from incdyn.datasets.metrics.ensemble_scores import LEVELS, EnsembleScores, points_of
 
 
 @dataclass
@@ -83,23 +83,5 @@ class GaussianScores:
         spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
         return float(spread / max(rmse, 1e-30))
 
-    def result(self, prefix: str = "test", suffix: str = "") -> dict[str, float]:
-        """``{prefix}_spread_skill{suffix}``, ``_crps``, ``_coverage_50``, ``_coverage_90`` and,
-        when calibrated, ``{prefix}_calibrated_coverage_90{suffix}``; {} if no point was scored."""
-        if self.count == 0:
-            return {}
-        n = self.sums["n"].sum()
-        out = {
-            f"{prefix}_spread_skill{suffix}": self.spread_skill(),
-            f"{prefix}_crps{suffix}": float(self.sums["crps"].sum() / n),
-        }
-        for level in self.levels:
-            pct = round(100 * level)
-            out[f"{prefix}_coverage_{pct}{suffix}"] = float(self.sums[f"cover:{level}"].sum() / n)
-            if f"calibrated:{level}" in self.sums:
-                value = self.sums[f"calibrated:{level}"].sum() / n
-                out[f"{prefix}_calibrated_coverage_{pct}{suffix}"] = float(value)
-        if len(self.channels) > 1:
-            for i, name in enumerate(self.channels):
-                out[f"{prefix}_spread_skill_{name}{suffix}"] = self.spread_skill(i)
-        return out
+    # the ensemble scores' names and sums, so that tables line up with the diffusion methods'
+    result = EnsembleScores.result
