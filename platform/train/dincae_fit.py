@@ -39,7 +39,7 @@ from incdyn.platform.train.driver import apply_fit_env, run_config, scaling_conf
 from incdyn.platform.train.loader import build_training_loader
 from incdyn.platform.train.lr_schedule import learning_rate
 from incdyn.platform.train.stored import repair_snapshot, stored_checkpoints
-from incdyn.platform.train.worker import found_checkpoint, newest
+from incdyn.platform.train.worker import checkpoint_meta, found_checkpoint, newest
 
 VAL_SEED_OFFSET = 17  # the validation NLL's hidden points: seeded by spec.seed + this
 
@@ -104,20 +104,7 @@ def _setup(config: dict[str, Any]) -> _Run:
     ).to(device)
     model = ray.train.torch.prepare_model(net)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, betas=training.betas)
-    meta = {
-        "model": "dincae",
-        "normalization": {
-            "mean": train_set.mean.ravel().tolist(),
-            "std": train_set.std.ravel().tolist(),
-        },
-        "method": config["method"],
-        "channels": list(train_set.channels),
-        "frames": train_set.shape[0],
-        "grid": list(train_set.shape[2:]),
-        "spec": config["spec"],
-        "store": config["store"],
-        "train_run": config["train_run"],
-    }
+    meta = {"model": "dincae", **checkpoint_meta(train_set, config)}
     return _Run(spec, rank, device, loader, val_loader, net, model, optimizer, meta)
 
 

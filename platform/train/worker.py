@@ -118,19 +118,7 @@ def _setup(config: dict[str, Any]) -> _Run:
         denoiser.backbone.compile()
     model = ray.train.torch.prepare_model(denoiser)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr, betas=training.betas)
-    meta = {
-        "normalization": {
-            "mean": train_set.mean.ravel().tolist(),
-            "std": train_set.std.ravel().tolist(),
-        },
-        "method": config["method"],
-        "channels": list(train_set.channels),
-        "frames": train_set.shape[0],
-        "grid": list(train_set.shape[2:]),
-        "spec": config["spec"],
-        "store": config["store"],
-        "train_run": config.get("train_run"),  # the Ray Train run name of these weights
-    }
+    meta = checkpoint_meta(train_set, config)
     return _Run(
         spec,
         method,
@@ -158,6 +146,24 @@ def _resume(run: _Run, checkpoint: ray.train.Checkpoint | None) -> int:
         run.denoiser.load_state_dict(load("model.pt"))
         run.optimizer.load_state_dict(load("optimizer.pt"))
         return int(read_meta(d)["step"])
+
+
+def checkpoint_meta(train_set, config: dict) -> dict:
+    """What a checkpoint records beside its weights: normalisation, method, channels, window,
+    grid, spec, store and the Ray Train run name of these weights."""
+    return {
+        "normalization": {
+            "mean": train_set.mean.ravel().tolist(),
+            "std": train_set.std.ravel().tolist(),
+        },
+        "method": config["method"],
+        "channels": list(train_set.channels),
+        "frames": train_set.shape[0],
+        "grid": list(train_set.shape[2:]),
+        "spec": config["spec"],
+        "store": config["store"],
+        "train_run": config.get("train_run"),
+    }
 
 
 def _checkpoint_val_metrics(run: _Run) -> dict[str, float]:
