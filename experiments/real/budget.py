@@ -4,7 +4,9 @@ its pilot's learning curve on validation held-out points (no truth, no test data
     python experiments/real/budget.py --spec real_ncep_air [--experiment real-pilots]
 
 Prints the steps ``B`` on the last line; with ``--curve FILE`` appends the pilot's curve
-(spec, step, ckpt_val_heldout_mse, steps_per_s, B) to a CSV.
+(spec, step, ckpt_val_heldout_mse, steps_per_s, B) to a CSV. ``--from-curve FILE`` reads the
+curve from such a CSV instead of MLflow (the pilots' store need not be kept) and applies the
+same rule to it.
 """
 
 from __future__ import annotations
@@ -56,15 +58,27 @@ def pilot_curve(client: MlflowClient, experiment: str, spec: str) -> tuple[dict[
     return {int(m.step): float(m.value) for m in history}, float(run.data.metrics["steps_per_s"])
 
 
+def curve_from_csv(path: str, spec: str) -> tuple[dict[int, float], float]:
+    """The curve and speed of ``spec`` as a CSV written with ``--curve`` holds them."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["spec"] == spec]
+    if not rows:
+        raise SystemExit(f"{path}: no pilot curve of {spec!r}; run the pilot or pick its CSV")
+    return {int(r["step"]): float(r[METRIC]) for r in rows}, float(rows[0]["steps_per_s"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", required=True, help="the spec name (e.g. real_ncep_air)")
     ap.add_argument("--experiment", default="real-pilots")
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--curve", help="append the pilot's curve to this CSV")
+    ap.add_argument("--from-curve", help="read the pilot's curve from this CSV, not MLflow")
     args = ap.parse_args()
-    client = MlflowClient(args.tracking_uri)
-    curve, speed = pilot_curve(client, args.experiment, args.spec)
+    if args.from_curve:
+        curve, speed = curve_from_csv(args.from_curve, args.spec)
+    else:
+        curve, speed = pilot_curve(MlflowClient(args.tracking_uri), args.experiment, args.spec)
     chosen, rule, cap = budget(curve, speed)
     for s in sorted(curve):
         print(f"{args.spec} pilot step {s}: {METRIC} {curve[s]:.5f}")

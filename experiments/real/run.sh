@@ -3,6 +3,8 @@
 # (profile `pilot`), the budget rule (budget.py, validation held-out points only), the run of
 # every method with that budget for three seeds; then the CSVs and RESULTS.md (results.py).
 #   bash experiments/real/run.sh [pilot|main|results|all] [RECORD ...]   (default: all, both)
+# `main` alone takes the budget from the committed pilots' curve (experiments/real/pilot_curve.csv)
+# when $REAL_DIR holds none.
 # Run from anywhere; files go to $REAL_DIR (default outputs/real): stores, checkpoints,
 # mlflow.db. The records are read from ../shared/data/ (the specs' data.params.url; any local
 # copy works with --set data.params.url=PATH in the specs' commands).
@@ -24,7 +26,14 @@ for rec in "${records[@]}"; do
     "$python" -m incdyn.platform.cli run "$spec" --set profile=pilot "${where[@]}"
   fi
   if [ "$stage" = main ] || [ "$stage" = all ]; then
-    steps="$("$python" "$here/budget.py" --spec "real_$rec" --curve "$work/pilot_curve.csv" | tail -1)"
+    if [ "$stage" = main ] && [ -f "$here/pilot_curve.csv" ] && [ ! -f "$work/pilot_curve.csv" ]; then
+      cp "$here/pilot_curve.csv" "$work/pilot_curve.csv"  # the committed pilots' curve
+    fi
+    if [ "$stage" = main ] && grep -q "^real_$rec," "$work/pilot_curve.csv" 2>/dev/null; then
+      steps="$("$python" "$here/budget.py" --spec "real_$rec" --from-curve "$work/pilot_curve.csv" | tail -1)"
+    else
+      steps="$("$python" "$here/budget.py" --spec "real_$rec" --curve "$work/pilot_curve.csv" | tail -1)"
+    fi
     echo "real_$rec: training.steps=$steps (the protocol's rule)"
     "$python" -m incdyn.platform.cli run "$spec" --set "training.steps=$steps" "${where[@]}"
   fi
