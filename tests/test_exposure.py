@@ -134,3 +134,26 @@ def test_cloud_masks_refuse_the_pixel_partition_and_accept_the_cloud_one():
     summary = exposure_summary(verdicts["cloud"])
     assert "cloud p=0.5 scale=2 per frame masks, cloud r_ctx=0.7 partition" in summary
     assert "block" not in summary
+
+
+def test_audit_of_a_tiled_record_uses_the_tile_and_the_window(monkeypatch):
+    # a tiled xarray record is audited on one tile × one window (the samples the model sees),
+    # an untiled one (patch 0) on the default grid; the spec needs no data to be audited
+    from incdyn.platform.evaluation import audit as audit_module
+    from incdyn.platform.spec import load_spec
+
+    seen = []
+    real = audit_module.audit
+
+    def spy(family, partition, *, frames, h, w, samples, generator):
+        seen.append((frames, h, w))
+        return real(family, partition, frames=frames, h=h, w=w, samples=64, generator=generator)
+
+    monkeypatch.setattr(audit_module, "audit", spy)
+    spec = load_spec("experiments/real/ncep_air.yaml")
+    reports = audit_module.audit_spec(spec)
+    assert set(seen) == {(4, 24, 24)}
+    assert all(r.min_map.shape == (24, 24) for r in reports.values())
+    seen.clear()
+    audit_module.audit_spec(load_spec("experiments/real/ncep_air.yaml", ["data.params.patch=0"]))
+    assert set(seen) == {(4, 32, 32)}

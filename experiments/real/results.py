@@ -5,9 +5,11 @@
 
 Without ``--from-csv`` the runs of the two experiments (and the pilots) are exported from MLflow
 ($MLFLOW_TRACKING_URI) to ``RESULTS_runs.csv`` and ``RESULTS_pilot_runs.csv`` beside ``--out``,
-the pilot curve is copied to ``RESULTS_pilot_curve.csv``, and a figure of one test frame per
-method is drawn per record (``RESULTS_<record>.png``); then, in both modes, every number of
-RESULTS.md is computed from those CSVs alone.
+the pilot curve is copied to ``RESULTS_pilot_curve.csv``, each seed's normalisation (the
+training split's observed mean and standard deviation, from its store under ``--stores``) goes
+to ``RESULTS_norm.csv``, and a figure of one test frame per method is drawn per record
+(``RESULTS_<record>.png``); then, in both modes, every number of RESULTS.md is computed from
+those CSVs alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from scipy.stats import spearmanr
 from incdyn.platform.report.records import mlflow_records, read_records, write_records
 
 RECORDS = {"real_cobe_sst2": "COBE-SST2 (global 2°, coastal tiles)", "real_ncep_air": "NCEP air"}
+UNITS = {"real_cobe_sst2": "°C", "real_ncep_air": "K"}
+PHYSICAL = [("test_mse", "test RMSE"), ("test_mse_unobserved", "RMSE at the gaps")]
 PILOTS = "real-pilots"
 ORACLE = "oracle"
 COLUMNS = [
@@ -54,6 +58,8 @@ def _cell(values: list[float], metric: str) -> str:
     m, s = float(np.mean(values)), float(np.std(values))
     if metric == "seconds":
         return f"{m:.0f} ± {s:.0f}"
+    if metric == "rmse":
+        return f"{m:.3f} ± {s:.3f}"
     if "coverage" in metric:
         return f"{m:.1%} ± {s:.1%}"
     return f"{m:.4f} ± {s:.4f}"
@@ -64,15 +70,30 @@ def _mean(seeds: dict[int, dict[str, float]], metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _record_section(name: str, methods: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+def _rmse(seeds: dict[int, dict[str, float]], metric: str, std: dict[int, float]) -> str:
+    """Mean ± standard deviation over the seeds of ``sqrt(MSE) · std``, physical units."""
+    values = [
+        float(np.sqrt(m[metric])) * std[s]
+        for s, m in seeds.items()
+        if metric in m and np.isfinite(m[metric]) and s in std
+    ]
+    return _cell(values, "rmse")
+
+
+def _record_section(
+    name: str, methods: dict[str, dict[int, dict[str, float]]], std: dict[int, float]
+) -> list[str]:
     lines = [f"## {RECORDS[name]}", ""]
-    head = ["method", "seeds", *(label for _, label in COLUMNS), "beats ours on test MSE"]
+    physical = [f"{label} ({UNITS[name]})" for _, label in PHYSICAL] if std else []
+    head = ["method", "seeds", *physical, *(label for _, label in COLUMNS)]
+    head.append("beats ours on test MSE")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ours = methods.get("ours", {})
     order = sorted(methods, key=lambda m: (m == ORACLE, _mean(methods[m], "test_mse") or np.inf))
     for method in order:
         seeds = methods[method]
-        cells = [
+        cells = [_rmse(seeds, k, std) for k, _ in PHYSICAL] if std else []
+        cells += [
             _cell([m[k] for m in seeds.values() if k in m and np.isfinite(m[k])], k)
             for k, _ in COLUMNS
         ]
@@ -120,14 +141,46 @@ def _pilot_section(curve_csv: Path) -> list[str]:
     return [*lines, ""]
 
 
-def export(out: Path, curve: str | None) -> None:
+def _norm_rows(stores: Path) -> list[list]:
+    """(spec, seed, channel, mean, std) of every seed store of the two records."""
+    from incdyn.datasets.store import normalization
+
+    rows = []
+    for name in RECORDS:
+        for path in sorted(stores.glob(f"{name}-seed*.zarr")):
+            seed = int(path.stem.rsplit("seed", 1)[1])
+            mean, std = normalization(str(path))
+            rows += [[name, seed, c, float(mean[c]), float(std[c])] for c in range(std.size)]
+    return rows
+
+
+def _norm_std(path: Path) -> dict[str, dict[int, float]]:
+    """spec → seed → standard deviation of the (one) channel, from ``RESULTS_norm.csv``."""
+    out: dict = defaultdict(dict)
+    if path.exists():
+        with path.open(newline="") as f:
+            for r in csv.DictReader(f):
+                if int(r["channel"]) == 0:
+                    out[r["spec"]][int(r["seed"])] = float(r["std"])
+    return out
+
+
+def export(out: Path, curve: str | None, stores: Path | None) -> None:
     """MLflow → the CSVs beside ``out``, and one figure per record."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     records = [r for name in RECORDS for r in mlflow_records(name, client)]
     write_records(records, out.with_name(out.stem + "_runs.csv"))
-    write_records(mlflow_records(PILOTS, client), out.with_name(out.stem + "_pilot_runs.csv"))
+    if client.get_experiment_by_name(PILOTS) is not None:
+        write_records(mlflow_records(PILOTS, client), out.with_name(out.stem + "_pilot_runs.csv"))
+    else:
+        print(f"no MLflow experiment {PILOTS!r} here: the pilots are given by the curve CSV only")
+    if stores is not None:
+        with out.with_name(out.stem + "_norm.csv").open("w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["spec", "seed", "channel", "mean", "std"])
+            w.writerows(_norm_rows(stores))
     if curve:
         shutil.copy(curve, out.with_name(out.stem + "_pilot_curve.csv"))
     from frame_figure import draw_record
@@ -139,19 +192,22 @@ def export(out: Path, curve: str | None) -> None:
 def build(out: Path) -> str:
     records = read_records(out.with_name(out.stem + "_runs.csv"))
     rows = _method_rows(records)
+    std = _norm_std(out.with_name(out.stem + "_norm.csv"))
     lines = [
         "# Real records: results",
         "",
         "Made by `bash experiments/real/run.sh` under `experiments/real/PROTOCOL.md` (committed "
         "before these runs); every number below is computed by `experiments/real/results.py "
-        "--from-csv` from `RESULTS_runs.csv` (mean ± standard deviation over the seeds; MSE in "
-        "normalised units, the training split's observed mean and standard deviation).",
+        "--from-csv` from `RESULTS_runs.csv` and `RESULTS_norm.csv` (mean ± standard deviation "
+        "over the seeds; MSE in normalised units, the training split's observed mean and "
+        "standard deviation; RMSE in the record's units, sqrt(MSE) × that seed's standard "
+        "deviation).",
         "",
         *_pilot_section(out.with_name(out.stem + "_pilot_curve.csv")),
     ]
     for name in RECORDS:
         if name in rows:
-            lines += _record_section(name, rows[name])
+            lines += _record_section(name, rows[name], std.get(name, {}))
             figure = out.with_name(f"{out.stem}_{name}.png")
             if figure.exists():
                 lines += [f"![one test frame per method]({figure.name})", ""]
@@ -163,9 +219,10 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--from-csv", action="store_true")
     ap.add_argument("--curve", help="the pilot curve CSV written by budget.py")
+    ap.add_argument("--stores", type=Path, help="the folder of the seed stores (their norms)")
     args = ap.parse_args()
     if not args.from_csv:
-        export(args.out, args.curve)
+        export(args.out, args.curve, args.stores)
     args.out.write_text(build(args.out) + "\n")
     print(f"wrote {args.out}")
 

@@ -39,5 +39,6 @@ for rec in "${records[@]}"; do
   fi
 done
 if [ "$stage" = results ] || [ "$stage" = all ]; then
-  "$python" "$here/results.py" --out "$here/RESULTS.md" --curve "$work/pilot_curve.csv"
+  "$python" "$here/results.py" --out "$here/RESULTS.md" --curve "$work/pilot_curve.csv" \
+    --stores "$work/data"
 fi
