@@ -135,3 +135,58 @@ def test_scope_key_round_trips_and_the_default_is_left_out_of_the_dump():
 def test_record_scope_is_refused_for_other_kinds(kind):
     with pytest.raises(SpecError, match=r"methods\.0.*scope: record is for kind: dineof only"):
         parse_spec({"name": "x", "methods": [{"kind": kind, "name": "m", "scope": "record"}]})
+
+
+def test_max_modes_and_tol_bound_the_mode_search():
+    # the options DINEOF's users set on a large record: the most modes tried, and the relative
+    # change that ends each reconstruction (a looser one takes fewer iterations)
+    from incdyn.models.baselines.dineof import dineof_matrix
+    from incdyn.platform.evaluation.dineof_record_scope import _options
+
+    rng = np.random.default_rng(1)
+    field = rng.standard_normal((80, 6)) @ rng.standard_normal((6, 70))  # rank 6
+    noisy = field + 0.05 * rng.standard_normal(field.shape)  # a measurement's noise
+    x = np.where(rng.random(field.shape) < 0.6, noisy, np.nan)
+    free = dineof_matrix(x, rng=np.random.default_rng(0))
+    capped = dineof_matrix(x, rng=np.random.default_rng(0), **_options(2, None))
+    assert free.modes >= 6 and max(free.cv_error) > free.modes  # its search reaches the rank
+    assert set(capped.cv_error) == {1, 2} and capped.modes <= 2
+    loose = dineof_matrix(x, rng=np.random.default_rng(0), **_options(None, 1e-3))
+    assert loose.modes >= 6  # the rank is reached at a looser tolerance too
+    gaps = ~np.isfinite(x)
+    err = {k: np.sqrt(np.mean((r.filled[gaps] - field[gaps]) ** 2)) for k, r in
+           (("free", free), ("loose", loose), ("capped", capped))}  # fmt: skip
+    assert err["free"] < 0.15 * field.std()
+    assert (
+        abs(err["loose"] - err["free"]) < 0.1 * err["free"]
+    )  # a looser tolerance, ~ the same fill
+    assert err["capped"] > 5 * err["loose"]  # two modes cannot hold a rank-6 field
+
+
+def test_record_scope_with_options_recovers_the_field(store):
+    out = dineof_record_splits(store, max_samples=None, source="xarray", max_modes=5, tol=1e-3)
+    assert out["test"][0]["test_mse_unobserved"] < TOLERANCE
+
+
+def test_max_modes_and_tol_round_trip_and_need_scope_record():
+    on_record = {"kind": "dineof", "name": "r", "scope": "record", "max_modes": 50, "tol": 1e-3}
+    spec = parse_spec({"name": "x", "methods": [on_record]})
+    assert spec.to_dict()["methods"] == [on_record]
+    assert parse_spec({"name": "x", "methods": [{"kind": "dineof", "name": "w"}]}).to_dict()[
+        "methods"
+    ] == [{"kind": "dineof", "name": "w"}]  # unset: left out of the dump, as before
+    with pytest.raises(SpecError, match=r"max_modes and tol are options of kind: dineof with"):
+        parse_spec({"name": "x", "methods": [{"kind": "dineof", "name": "w", "max_modes": 9}]})
+    with pytest.raises(SpecError, match=r"max_modes"):
+        parse_spec({"name": "x", "methods": [{**on_record, "max_modes": 0}]})
+
+
+def test_record_matrices_filled_as_ray_tasks_equal_the_serial_fill(store, ray_local):
+    # each (tile, pass, channel) matrix is one Ray task, seeded on its own: the same numbers
+    from incdyn.platform.evaluation import dineof_record_scope as scope
+
+    parallel = scope.run_dineof_record(store, max_samples=4, source="xarray", max_modes=4)
+    serial = dineof_record_splits(store, max_samples=4, source="xarray", max_modes=4)
+    for split in ("val", "test"):
+        assert parallel[split][0] == serial[split][0]
+        np.testing.assert_array_equal(parallel[split][1][2], serial[split][1][2])

@@ -83,6 +83,7 @@ def dineof_matrix(
     cv_fraction: float = 0.1,
     patience: int = 3,
     tol: float = 1e-8,
+    cv_tol: float = CV_TOL,
     max_iter: int = 500,
 ) -> DineofResult:
     """Fill the NaN entries of a ``(T, S)`` matrix (time × space) by DINEOF.
@@ -94,6 +95,7 @@ def dineof_matrix(
         cv_fraction: share of the observed points withheld to choose the mode count.
         patience: mode counts in a row with a rising cross-validation error that end the search.
         tol: relative change of the gaps that ends the final reconstruction.
+        cv_tol: the same for the reconstructions tried during the mode search.
         max_iter: most SVD iterations per mode count.
     """
     known = np.isfinite(x)
@@ -117,7 +119,7 @@ def dineof_matrix(
         train = kn & ~cv
         start, stale = np.zeros_like(a), 0
         for k in range(1, limit + 1):
-            start = _reconstruct(a, train, start, k, CV_TOL, min(max_iter, CV_ITER))
+            start = _reconstruct(a, train, start, k, cv_tol, min(max_iter, CV_ITER))
             error = float(np.sqrt(np.mean((start[cv] - a[cv]) ** 2)))
             better = not cv_error or error < (1 - GAIN) * min(cv_error.values())
             stale = 0 if better else stale + 1

@@ -17,7 +17,8 @@ with their full observed mask), scored against ``truth`` by
 held-out points removed from the input, training rows unchanged), scored at those points by
 :class:`~incdyn.datasets.metrics.heldout.HeldoutError`. Observed points keep their values;
 points outside the domain are NaN. The store is read chunk by chunk; what is held is the
-matrix, ``frames × domain points`` per channel (float64 while it is filled).
+matrix, ``frames × domain points`` per tile and channel (float64 while it is filled); under
+Ray the matrices are filled in parallel, one task each.
 """
 
 from __future__ import annotations
@@ -111,28 +112,50 @@ def _read(url: str, split: str, n: int, tiles: list[_Tile]) -> None:
             tile.known_held.append(m & ~holdout[i].reshape(t_len, -1)[:, tile.cols])
 
 
-def _fill(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """DINEOF of one ``(frames, points)`` matrix (NaN at gaps); zeros when nothing is observed,
-    as the per-window baseline gives a sample without observations."""
+def _fill(x: np.ndarray, seed: list[int], options: dict) -> np.ndarray:
+    """DINEOF of one ``(frames, points)`` matrix (NaN at gaps), its cross-validation points
+    drawn from ``seed``; zeros when nothing is observed, as the per-window baseline gives a
+    sample without observations."""
     if not np.isfinite(x).any():
         return np.zeros_like(x)
-    return dineof_matrix(x, rng=rng).filled
+    return dineof_matrix(x, rng=np.random.default_rng(seed), **options).filled
 
 
-def _reconstruct(tile: _Tile, index: int, held_pass: bool) -> None:
-    """Fill the tile's matrix per channel: the truth pass, and the held-out pass when asked."""
-    values = np.concatenate(tile.values)  # (rows, C, P)
-    known = np.concatenate(tile.known)
-    passes = [("filled", known)]
-    if held_pass:
-        passes.append(("filled_held", np.concatenate(tile.known_held)))
-    for name, kn in passes:
-        out = np.empty(values.shape, np.float32)
-        for c in range(values.shape[1]):
-            x = np.where(kn, values[:, c], np.nan).astype(np.float64)
-            out[:, c] = _fill(x, np.random.default_rng([index, c]))
-        setattr(tile, name, out)
-    tile.values, tile.known, tile.known_held = [], [], []  # the matrix is no longer needed
+_fill_task = ray.remote(num_cpus=1)(_fill)
+
+
+def _fill_all(jobs: list[tuple[np.ndarray, list[int]]], options: dict) -> list[np.ndarray]:
+    """Every matrix filled: one Ray task each under Ray (the matrices are independent and
+    seeded on their own, so the result is the same in any order), else one after another."""
+    if ray.is_initialized() and len(jobs) > 1:
+        return ray.get([_fill_task.remote(x, seed, options) for x, seed in jobs])
+    return [_fill(x, seed, options) for x, seed in jobs]
+
+
+def _options(max_modes: int | None, tol: float | None) -> dict:
+    """:func:`dineof_matrix`'s keywords: ``tol`` ends the mode search's reconstructions too."""
+    out: dict = {} if max_modes is None else {"max_modes": max_modes}
+    return out if tol is None else {**out, "tol": tol, "cv_tol": tol}
+
+
+def _reconstruct(tiles: list[_Tile], held_pass: bool, options: dict) -> None:
+    """Fill every tile's matrix per channel: the truth pass, and the held-out pass when asked
+    (tile ``i``'s channel ``c`` drawing its cross-validation points from seed ``[i, c]`` in
+    both passes)."""
+    jobs, slots = [], []
+    for index, tile in enumerate(tiles):
+        values = np.concatenate(tile.values)  # (rows, C, P)
+        passes = [("filled", np.concatenate(tile.known))]
+        if held_pass:
+            passes.append(("filled_held", np.concatenate(tile.known_held)))
+        for name, kn in passes:
+            setattr(tile, name, np.empty(values.shape, np.float32))
+            for c in range(values.shape[1]):
+                jobs.append((np.where(kn, values[:, c], np.nan).astype(np.float64), [index, c]))
+                slots.append((tile, name, c))
+        tile.values, tile.known, tile.known_held = [], [], []  # now held by the jobs
+    for (tile, name, c), out in zip(slots, _fill_all(jobs, options), strict=True):
+        getattr(tile, name)[:, c] = out
 
 
 def _imputed(tiles: list[_Tile], split: str, a: int, b: int, shape: tuple, name: str):
@@ -174,19 +197,25 @@ def _score(url: str, split: str, n: int, tiles: list[_Tile], source: str) -> tup
 
 
 def dineof_record_splits(
-    url: str, *, max_samples: int | None, source: str
+    url: str,
+    *,
+    max_samples: int | None,
+    source: str,
+    max_modes: int | None = None,
+    tol: float | None = None,
 ) -> dict[str, tuple[dict[str, float], tuple]]:
     """DINEOF on the record of each tile; per scored split (``val``, ``test``) its metrics
     (``test_*`` names, as :class:`SquaredError` and :class:`HeldoutError` give them) and its
     first sample ``(reference, mask, imputed)``. ``max_samples`` limits the test samples (those
-    after them are left out of the record too)."""
+    after them are left out of the record too); ``max_modes`` and ``tol`` bound each DINEOF
+    (the most modes tried; the relative change that ends a reconstruction)."""
+    options = _options(max_modes, tol)
     sizes = _sizes(url, max_samples)
     tiles = _tiles_of(url, n_tiles(url))
     for split in SPLITS:
         _read(url, split, sizes[split], tiles)
     held_pass = any("holdout" in open_split(url, s) for s in SCORED)
-    for index, tile in enumerate(tiles):
-        _reconstruct(tile, index, held_pass)
+    _reconstruct(tiles, held_pass, options)
     return {s: _score(url, s, sizes[s], tiles, source) for s in SCORED}
 
 
@@ -194,10 +223,16 @@ _record_task = ray.remote(num_cpus=1)(dineof_record_splits)
 
 
 def run_dineof_record(
-    url: str, *, max_samples: int | None, source: str
+    url: str,
+    *,
+    max_samples: int | None,
+    source: str,
+    max_modes: int | None = None,
+    tol: float | None = None,
 ) -> dict[str, tuple[dict[str, float], tuple]]:
     """:func:`dineof_record_splits` as one Ray task (it needs every split), in this process for
     an in-memory store or without Ray."""
+    kw = {"max_samples": max_samples, "source": source, "max_modes": max_modes, "tol": tol}
     if url.startswith("memory://") or not ray.is_initialized():
-        return dineof_record_splits(url, max_samples=max_samples, source=source)
-    return ray.get(_record_task.remote(url, max_samples=max_samples, source=source))
+        return dineof_record_splits(url, **kw)
+    return ray.get(_record_task.remote(url, **kw))

@@ -290,18 +290,22 @@ def evaluate_classical(
     max_samples: int | None,
     source: str,
     scope: str = "window",
+    options: dict | None = None,
 ) -> Evaluation:
     """Classical baseline over the test split, one Ray task per store chunk.
 
     With held-out points the validation split is imputed too (``val_heldout_mse``, and
     ``val_mse`` where there is truth), so that baselines are compared on the same footing.
     ``scope: record`` (DINEOF only) reconstructs each tile's whole record in one Ray task
-    (:mod:`~incdyn.platform.evaluation.dineof_record_scope`), scored the same way.
+    (:mod:`~incdyn.platform.evaluation.dineof_record_scope`), scored the same way; ``options``
+    (``max_modes``, ``tol``; ``None`` values ignored) bound its DINEOF.
     """
     if scope == "record":
         if kind != "dineof":
             raise ValueError(f"scope: record is for kind: dineof only, not {kind!r}")
-        splits = run_dineof_record(store_url, max_samples=max_samples, source=source)
+        splits = run_dineof_record(
+            store_url, max_samples=max_samples, source=source, **(options or {})
+        )
         metrics, example = splits["test"]
         if _has(store_url, "val", "holdout"):
             metrics = {**metrics, **_val_metrics({kind: splits["val"][0]}, kind, [kind])}

@@ -180,6 +180,7 @@ def _evaluate(r: _MethodRun, trained: Trained | None, client: MlflowClient) -> E
                 max_samples=spec.evaluation.max_samples,
                 source=spec.data.source,
                 scope=method.scope,
+                options={"max_modes": method.max_modes, "tol": method.tol},
             )
     if spec.ray.cpus_per_worker and not spec.ray.use_gpu:
         # impute with the CPUs of one worker: other runs may be training beside this driver

@@ -192,13 +192,19 @@ class ClassicalMethod(Strict):
     ``scope``: ``window`` imputes each val/test sample on its own (its ``T`` frames); ``record``
     (DINEOF only) reconstructs, per tile, the whole record up to the test frames (every train,
     val and test frame, each with its own mask) by one DINEOF, as DINEOF's users run it
-    (Beckers & Rixen 2003), and scores its val and test rows. The default is left out of the
-    spec's dump, so that specs written before the key re-read and dump the same.
+    (Beckers & Rixen 2003), and scores its val and test rows. ``max_modes`` (the most EOF
+    modes its cross-validation tries) and ``tol`` (the relative change of the gaps that ends
+    each reconstruction, for the mode search and the final one) bound DINEOF's cost on a
+    record, as DINEOF's own configuration does; unset, the search runs until the error stops
+    falling and the tolerances are DINEOF's defaults here. Defaults are left out of the spec's
+    dump, so that specs written before these keys re-read and dump the same.
     """
 
     kind: Literal["inpaint_ns", "telea", "temporal", "dineof"]
     name: str
     scope: Literal["window", "record"] = "window"
+    max_modes: int | None = Field(None, ge=1)
+    tol: float | None = Field(None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _record_is_dineof(self) -> ClassicalMethod:
@@ -207,6 +213,11 @@ class ClassicalMethod(Strict):
                 f"scope: record is for kind: dineof only (method {self.name!r} is kind: "
                 f"{self.kind}); remove scope or set it to window"
             )
+        if (self.max_modes is not None or self.tol is not None) and self.scope != "record":
+            raise ValueError(
+                f"max_modes and tol are options of kind: dineof with scope: record (method "
+                f"{self.name!r}); remove them or set scope: record"
+            )
         return self
 
     @model_serializer(mode="wrap")
@@ -214,6 +225,9 @@ class ClassicalMethod(Strict):
         out = handler(self)
         if out.get("scope") == "window":
             del out["scope"]
+        for key in ("max_modes", "tol"):
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
 
