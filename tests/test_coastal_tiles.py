@@ -194,3 +194,28 @@ def test_the_default_keeps_the_store_of_before(tmp_path):
     assert build_store(whole, config(url, sizes, patch=0), progress=False, use_ray=False) == (
         "reused"
     )
+
+
+def test_dincae_scores_coastal_tiles_on_sea_only(coast):
+    # the DINCAE-style baseline on a store with a per-sample domain: land NaN in what it
+    # returns, each batch scored with its own samples' domain (an untrained network will do)
+    from incdyn.models.baselines.dincae import build_dincae
+    from incdyn.platform.evaluation.dincae_eval import _metrics, _score_split
+    from incdyn.platform.spec import parse_spec
+
+    url, store = coast
+    spec = parse_spec({
+        "name": "coast", "data": {"source": "xarray", "params": params(url, tiles="coastal")},
+        "methods": [{"kind": "dincae", "name": "dincae"}],
+        "backbone": {"name": "unet", "width": 8, "mults": [1, 2], "blocks_per_level": 1},
+        "evaluation": {"batch_size": 4},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    net = build_dincae(spec.backbone_of(spec.methods[0]), channels=1, frames=4).eval()
+    split = _score_split("test", net, spec, store_url=store, limit=None, device="cpu",
+                         calibration=None)  # fmt: skip
+    domain = open_split(store, "test")["domain"].values
+    imputed = split.example[2]
+    assert np.isnan(imputed[..., ~domain[0]]).all() and np.isfinite(imputed[..., domain[0]]).all()
+    metrics = _metrics(split, "test")
+    assert np.isfinite(metrics["test_mse"]) and np.isfinite(metrics["test_crps"])

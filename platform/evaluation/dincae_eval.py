@@ -30,7 +30,12 @@ from incdyn.datasets.metrics.gaussian_scores import GaussianScores
 from incdyn.datasets.metrics.heldout import HeldoutError
 from incdyn.datasets.metrics.scoring import physics_context, score
 from incdyn.datasets.metrics.squared_error import SquaredError
-from incdyn.datasets.store import open_split, store_domain
+from incdyn.datasets.store import (
+    broadcast_domain,
+    domain_of_samples,
+    open_split,
+    store_domain,
+)
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.baselines.dincae import DincaeNet, build_dincae, dincae_impute
 from incdyn.platform.checkpoint import is_complete, read_meta
@@ -75,19 +80,20 @@ def _score_split(
     truth, held = "truth" in has, "holdout" in has
     data = SplitDataset(store_url, split, with_truth=truth, with_holdout=held, limit=limit)
     physics = physics_context(has, spec.data.source)
-    domain = store_domain(has)
-    inside = np.ones(data.shape[2:], bool) if domain is None else domain
+    domain = store_domain(has)  # (y, x), or (sample, y, x) for coastal tiles
     levels = calibration.at(LEVELS) if calibration is not None else None
     out, std = _Split(data.channels), data.std.ravel()
     for batch in DataLoader(data, batch_size=spec.evaluation.batch_size):
         x, m = batch["x_obs"].to(device), batch["mask"].to(device)
         mask = batch["mask"].numpy()
+        dom = domain_of_samples(domain, batch["index"].numpy())  # this batch's samples
+        inside = True if dom is None else broadcast_domain(dom, mask.shape)
         observed = np.where(mask[:, :, None], data.denormalise(batch["x_obs"]), np.nan)
         reference = data.denormalise(batch["truth"]) if truth else observed
         mean, var = dincae_impute(net, x, m)
-        imputed = _outside_to_nan(data.denormalise(mean), domain)
+        imputed = _outside_to_nan(data.denormalise(mean), dom)
         if truth:
-            out.truth.update(imputed, reference, mask, std, domain)
+            out.truth.update(imputed, reference, mask, std, dom)
             out.truth.add(score(imputed, reference, batch["index"].numpy(), physics))
             hidden = ~mask & inside
             out.gauss.update(
