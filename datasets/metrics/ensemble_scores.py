@@ -140,12 +140,16 @@ class EnsembleScores:
     def count(self) -> int:
         return int(np.sum(self.sums.get("n", 0.0)))
 
+    def spread_factor(self) -> float:
+        """``√((K+1)/K)``: the spread of a K-member ensemble made comparable with the RMSE."""
+        return float(np.sqrt((self.k + 1) / self.k))
+
     def spread_skill(self, channel: int | None = None) -> float:
-        """``√((K+1)/K) · √(mean s²) / RMSE`` over all channels (or one)."""
+        """``spread_factor · √(mean s²) / RMSE`` over all channels (or one)."""
         pick = (lambda v: v.sum()) if channel is None else (lambda v: v[channel])
         rmse = np.sqrt(pick(self.sums["sq_err"]) / pick(self.sums["n"]))
         spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
-        return float(np.sqrt((self.k + 1) / self.k) * spread / max(rmse, 1e-30))
+        return float(self.spread_factor() * spread / max(rmse, 1e-30))
 
     def result(self, prefix: str = "test", suffix: str = "") -> dict[str, float]:
         """``{prefix}_spread_skill{suffix}``, ``_crps``, ``_coverage_50``, ``_coverage_90`` and,

@@ -72,16 +72,12 @@ class GaussianScores:
                 self._add(f"calibrated:{level}", (err <= q * sd) * 1.0, ch)
         return err, sd, ch
 
-    @property
-    def count(self) -> int:
-        return int(np.sum(self.sums.get("n", 0.0)))
+    def spread_factor(self) -> float:
+        """1: a predicted σ is compared with the RMSE as it is (no finite-ensemble factor)."""
+        return 1.0
 
-    def spread_skill(self, channel: int | None = None) -> float:
-        """``√(mean σ²) / RMSE`` over all channels (or one)."""
-        pick = (lambda v: v.sum()) if channel is None else (lambda v: v[channel])
-        rmse = np.sqrt(pick(self.sums["sq_err"]) / pick(self.sums["n"]))
-        spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
-        return float(spread / max(rmse, 1e-30))
-
-    # the ensemble scores' names and sums, so that tables line up with the diffusion methods'
+    # the ensemble scores' count, spread-skill (``√(mean σ²) / RMSE`` with the factor above)
+    # and result names from the same sums, so that tables line up with the diffusion methods'
+    count = EnsembleScores.count
+    spread_skill = EnsembleScores.spread_skill
     result = EnsembleScores.result

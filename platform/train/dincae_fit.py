@@ -32,14 +32,14 @@ from torch.utils.data import DataLoader
 
 from incdyn.datasets.torch_dataset import SplitDataset
 from incdyn.models.baselines.dincae import build_dincae, dincae_loss
-from incdyn.platform.checkpoint import read_meta, save_checkpoint
+from incdyn.platform.checkpoint import save_checkpoint
 from incdyn.platform.spec import DincaeMethod, ExperimentSpec, parse_spec
 from incdyn.platform.tracking import TAG_RESUMED, RunLogger
 from incdyn.platform.train.driver import apply_fit_env, run_config, scaling_config, storage_path
 from incdyn.platform.train.loader import build_training_loader
 from incdyn.platform.train.lr_schedule import learning_rate
 from incdyn.platform.train.stored import repair_snapshot, stored_checkpoints
-from incdyn.platform.train.worker import checkpoint_meta, found_checkpoint, newest
+from incdyn.platform.train.worker import checkpoint_meta, found_checkpoint, newest, restore
 
 VAL_SEED_OFFSET = 17  # the validation NLL's hidden points: seeded by spec.seed + this
 
@@ -108,18 +108,6 @@ def _setup(config: dict[str, Any]) -> _Run:
     return _Run(spec, rank, device, loader, val_loader, net, model, optimizer, meta)
 
 
-def _resume(run: _Run, checkpoint: ray.train.Checkpoint | None) -> int:
-    if not checkpoint:
-        return 0
-    with checkpoint.as_directory() as d:
-        load = lambda name: torch.load(  # noqa: E731
-            Path(d) / name, map_location=run.device, weights_only=True
-        )
-        run.net.load_state_dict(load("model.pt"))
-        run.optimizer.load_state_dict(load("optimizer.pt"))
-        return int(read_meta(d)["step"])
-
-
 def _report(run: _Run, step: int, metrics: dict[str, float], logger: RunLogger | None) -> None:
     """Validation NLL (rank 0), a checkpoint when due, the MLflow curves, Ray Train's report."""
     training = run.spec.training
@@ -142,7 +130,8 @@ def dincae_loop_per_worker(config: dict[str, Any]) -> None:
     """The Gaussian-likelihood training of one DINCAE-style baseline on this worker, from the
     newest of Ray Train's checkpoint and ``config["resume_from"]`` (or step 0)."""
     run = _setup(config)
-    step = _resume(run, newest(ray.train.get_checkpoint(), found_checkpoint(config)))
+    checkpoint = newest(ray.train.get_checkpoint(), found_checkpoint(config))
+    step = restore(checkpoint, run.net, run.optimizer, run.device)
     training, seed = run.spec.training, run.spec.seed
     logger = RunLogger(config["tracking_uri"], config["run_id"]) if run.rank == 0 else None
     logger = logger if config.get("run_id") else None

@@ -135,16 +135,22 @@ def _setup(config: dict[str, Any]) -> _Run:
     )
 
 
-def _resume(run: _Run, checkpoint: ray.train.Checkpoint | None) -> int:
-    """3. The step to start from: ``checkpoint``'s (the latest after a failure or a rerun), else 0."""
+def restore(
+    checkpoint: ray.train.Checkpoint | None,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+) -> int:
+    """3. The step to start from: ``checkpoint``'s (the latest after a failure or a rerun), its
+    model and optimizer state loaded into ``module`` and ``optimizer``; else 0."""
     if not checkpoint:
         return 0
     with checkpoint.as_directory() as d:
         load = lambda name: torch.load(  # noqa: E731
-            Path(d) / name, map_location=run.device, weights_only=True
+            Path(d) / name, map_location=device, weights_only=True
         )
-        run.denoiser.load_state_dict(load("model.pt"))
-        run.optimizer.load_state_dict(load("optimizer.pt"))
+        module.load_state_dict(load("model.pt"))
+        optimizer.load_state_dict(load("optimizer.pt"))
         return int(read_meta(d)["step"])
 
 
@@ -313,7 +319,7 @@ def train(
     timings, started_at = Timings(), time.time()
     with timings.phase("worker_setup"):
         run = _setup(config)
-        step = _resume(run, checkpoint)
+        step = restore(checkpoint, run.denoiser, run.optimizer, run.device)
     run.started_at = started_at
     training, seed = run.spec.training, run.spec.seed
     logger, probe = _observers(config, run, step)
