@@ -37,9 +37,7 @@ class GaussianScores:
     levels: tuple[float, ...] = LEVELS
     sums: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def _add(self, key: str, per_point: np.ndarray, ch: np.ndarray) -> None:
-        per_channel = np.bincount(ch, weights=per_point, minlength=len(self.channels))
-        self.sums[key] = self.sums.get(key, 0.0) + per_channel
+    _add = EnsembleScores._add  # per-channel sums, as the ensemble scores keep them
 
     def update(
         self,

@@ -39,7 +39,13 @@ from incdyn.platform.train.driver import apply_fit_env, run_config, scaling_conf
 from incdyn.platform.train.loader import build_training_loader
 from incdyn.platform.train.lr_schedule import learning_rate
 from incdyn.platform.train.stored import repair_snapshot, stored_checkpoints
-from incdyn.platform.train.worker import checkpoint_meta, found_checkpoint, newest, restore
+from incdyn.platform.train.worker import (
+    checkpoint_meta,
+    found_checkpoint,
+    mean_batch_loss,
+    newest,
+    restore,
+)
 
 VAL_SEED_OFFSET = 17  # the validation NLL's hidden points: seeded by spec.seed + this
 
@@ -54,18 +60,9 @@ def dincae_run_name(spec: ExperimentSpec, method: DincaeMethod) -> str:
     return f"{spec.name}-dincae-{digest}"
 
 
-@torch.no_grad()
 def validation_nll(model, loader: DataLoader, seed: int, device) -> float:
     """The training loss on the validation split, with the same hidden points at every call."""
-    model.eval()
-    g = torch.Generator(device=device).manual_seed(seed)
-    total, n = 0.0, 0
-    for batch in loader:
-        x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-        total += float(dincae_loss(model, x, m, g)) * x.shape[0]
-        n += x.shape[0]
-    model.train()
-    return total / max(n, 1)
+    return mean_batch_loss(model, loader, dincae_loss, seed, device)
 
 
 @dataclass

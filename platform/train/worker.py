@@ -44,21 +44,29 @@ COMPILE_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # read by torch's Inductor at its
 
 
 @torch.no_grad()
+def mean_batch_loss(model, loader: DataLoader, loss, seed: int, device) -> float:
+    """``loss(model, x_obs, mask, generator)`` averaged over the samples of ``loader``, its
+    randomness from a generator seeded with ``seed`` (the same at every call); ``model`` is in
+    eval mode meanwhile."""
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    total, n = 0.0, 0
+    for batch in loader:
+        x, m = batch["x_obs"].to(device), batch["mask"].to(device)
+        total += float(loss(model, x, m, g)) * x.shape[0]
+        n += x.shape[0]
+    model.train()
+    return total / max(n, 1)
+
+
 def validation_loss(model, loader: DataLoader, partition: Partition, seed: int, device) -> float:
     """The training objective on the validation split's observed data, with fixed randomness.
 
     Runs on rank 0 alone, so ``model`` must be the bare denoiser: a DDP forward would wait for
     a buffer broadcast from the other ranks.
     """
-    model.eval()
-    g = torch.Generator(device=device).manual_seed(seed)
-    total, n = 0.0, 0
-    for batch in loader:
-        x, m = batch["x_obs"].to(device), batch["mask"].to(device)
-        total += float(data_matching_loss(model, x, m, partition, g)) * x.shape[0]
-        n += x.shape[0]
-    model.train()
-    return total / max(n, 1)
+    loss = lambda net, x, m, g: data_matching_loss(net, x, m, partition, g)  # noqa: E731
+    return mean_batch_loss(model, loader, loss, seed, device)
 
 
 @dataclass
