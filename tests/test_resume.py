@@ -32,18 +32,21 @@ from incdyn.platform.tracking import TAG_RESUMED, TAG_ROLE
 from incdyn.platform.train.driver import run_name, storage_path, train_method
 from incdyn.platform.train.group import TrainingJob, train_jobs
 from incdyn.platform.train.stored import SNAPSHOT, snapshot_names, stored_checkpoints
-from incdyn.platform.train.worker import newest
+from incdyn.platform.train.worker import newest, restore
 
 
-def _save(directory: Path, *, step: int, train_run: str = "tiny-0123456789") -> None:
+def _save(
+    directory: Path, *, step: int, train_run: str = "tiny-0123456789", **extra
+) -> torch.nn.Module:
     spec = parse_spec(tiny_spec(store="x.zarr"))
     method = spec.methods[0]
     model = build_denoiser(spec.backbone_of(method), spec.schedule, channels=1, frames=2)
     meta = {"spec": spec.to_dict(), "method": method.model_dump(mode="json"), "channels": ["u"],
-            "frames": 2, "step": step, "train_run": train_run}  # fmt: skip
+            "frames": 2, "step": step, "train_run": train_run, **extra}  # fmt: skip
     save_checkpoint(
         directory, model=model, optimizer=torch.optim.Adam(model.parameters()), meta=meta
     )
+    return model
 
 
 @pytest.mark.parametrize("cut", ["no manifest", "truncated weights", "no weights"])
@@ -73,14 +76,40 @@ def test_a_half_copied_checkpoint_is_never_loaded(tmp_path, cut):
     assert Path(chosen.path) == run / "checkpoint_a"
 
 
+def test_a_resume_on_other_cpu_threads_warns_that_its_weights_will_differ(tmp_path, recwarn):
+    """torch's sums depend on the thread count: a checkpoint written on another number of threads
+    than the resuming worker's is restored (weights and step) with a warning; on the same number,
+    silently."""
+    spec = parse_spec(tiny_spec(store="x.zarr"))
+    threads = torch.get_num_threads()
+    for written, warns in ((threads, False), (threads + 1, True)):
+        folder = tmp_path / f"checkpoint_{written}"
+        saved = _save(folder, step=4, threads=written)
+        model = build_denoiser(spec.backbone_of(spec.methods[0]), spec.schedule, channels=1,
+                               frames=2)  # fmt: skip
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+        optimizer = torch.optim.Adam(model.parameters())
+        recwarn.clear()
+        step = restore(ray.train.Checkpoint(str(folder)), model, optimizer, "cpu")
+        messages = [str(w.message) for w in recwarn if "CPU threads" in str(w.message)]
+        assert step == 4 and len(messages) == int(warns), messages
+        for a, b in zip(model.state_dict().values(), saved.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+
+
 def test_a_checkpoint_the_snapshot_names_but_is_gone_resumes_from_the_newest_remaining(
     tmp_path, ray_local
 ):
     """A kill between retention's deletion and the snapshot's update: the snapshot still names
     the deleted checkpoint (and a newer copy was cut short). The rerun sets the snapshot aside,
     passes over the half copy and resumes from the newest whole checkpoint, with the weights an
-    uninterrupted run gives."""
-    spec = parse_spec(tiny_spec(tmp=tmp_path, steps=6, log_every=2, checkpoint_every=2))
+    uninterrupted run gives. Both runs take one CPU: the thread count changes torch's reductions,
+    and without ``cpus_per_worker`` each takes the CPUs free at its start."""
+    spec = parse_spec(
+        tiny_spec(tmp=tmp_path, steps=6, log_every=2, checkpoint_every=2, cpus_per_worker=1)
+    )
     method = spec.methods[0]
     store = str(tmp_path / "tiny.zarr")
     ensure_data(spec, progress=False)

@@ -41,8 +41,10 @@ METHODS = [
 
 
 def _spec(tmp, **ray):
+    """One CPU per worker, whatever is free: the weights compared across fits depend on the
+    thread count."""
     raw = tiny_spec(tmp=tmp, name="grouped", methods=METHODS, seeds=[0, 1],
-                    evaluation={"figure": False})  # fmt: skip
+                    evaluation={"figure": False}, cpus_per_worker=1)  # fmt: skip
     raw["ray"].update(ray)
     return parse_spec(raw)
 

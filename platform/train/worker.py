@@ -150,7 +150,11 @@ def restore(
     device: torch.device | str,
 ) -> int:
     """3. The step to start from: ``checkpoint``'s (the latest after a failure or a rerun), its
-    model and optimizer state loaded into ``module`` and ``optimizer``; else 0."""
+    model and optimizer state loaded into ``module`` and ``optimizer``; else 0.
+
+    A checkpoint written on another number of CPU threads than this worker's is resumed with a
+    warning: torch's sums depend on the thread count, so the weights will not be an uninterrupted
+    run's to the last digit."""
     if not checkpoint:
         return 0
     with checkpoint.as_directory() as d:
@@ -159,12 +163,22 @@ def restore(
         )
         module.load_state_dict(load("model.pt"))
         optimizer.load_state_dict(load("optimizer.pt"))
-        return int(read_meta(d)["step"])
+        meta = read_meta(d)
+    threads = meta.get("threads")
+    if threads is not None and threads != torch.get_num_threads():
+        warnings.warn(
+            f"resuming on {torch.get_num_threads()} CPU threads a training checkpointed on "
+            f"{threads}: its weights will differ from an uninterrupted run's in the last digits; "
+            "set ray.cpus_per_worker for an exact resume",
+            stacklevel=2,
+        )
+    return int(meta["step"])
 
 
 def checkpoint_meta(train_set, config: dict) -> dict:
     """What a checkpoint records beside its weights: normalisation, method, channels, window,
-    grid, spec, store and the Ray Train run name of these weights."""
+    grid, spec, store, the Ray Train run name of these weights and the CPU threads training ran
+    on."""
     return {
         "normalization": {
             "mean": train_set.mean.ravel().tolist(),
@@ -177,6 +191,7 @@ def checkpoint_meta(train_set, config: dict) -> dict:
         "spec": config["spec"],
         "store": config["store"],
         "train_run": config.get("train_run"),
+        "threads": torch.get_num_threads(),  # a resume on other threads warns (restore)
     }
 
 
