@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data", "ray.serve")
 # loggers whose records go to the log file; their own console handlers keep ERROR and above
-ROUTED_LOGGERS = ("ray", "mlflow", "alembic", "huey", "py.warnings")
+ROUTED_LOGGERS = ("ray", "ray.data", "mlflow", "alembic", "huey", "py.warnings")
 LOG_DIR_ENV = "INCDYN_LOG_DIR"  # where the log files go (default: $TMPDIR/incdyn/logs)
 POLL_S = 2.0  # seconds between reads of the MLflow store
 # incdyn's own source folders: a warning raised here is for the user (one console line)

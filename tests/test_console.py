@@ -70,12 +70,13 @@ def test_trial_bar_counts_trials_and_keeps_the_best():
 def test_the_quiet_console_sends_ray_mlflow_and_library_warnings_to_the_log_file(
     tmp_path, monkeypatch, capsys
 ):
-    """Ray's token-authentication notice, MLflow's store-creation INFO and a library's warning
-    reach the log file, not the console; incdyn's own warning is one console line."""
+    """Ray's token-authentication notice, a Ray Data warning, MLflow's store-creation
+    INFO and a library's warning reach the log file, not the console; incdyn's own warning is one
+    console line."""
     import logging
     import warnings
 
-    import ray  # noqa: F401  (Ray's console handler exists from its import on)
+    import ray.data  # noqa: F401  (Ray's and Ray Data's console handlers exist from import on)
 
     monkeypatch.setenv(console.LOG_DIR_ENV, str(tmp_path))
     monkeypatch.setattr(console, "_log", None)
@@ -83,6 +84,8 @@ def test_the_quiet_console_sends_ray_mlflow_and_library_warnings_to_the_log_file
         console.configure(verbose=False)
         ray_auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
         ray_auth.warning("Token authentication is enabled for this Ray cluster.")
+        executor = logging.getLogger("ray.data._internal.execution.streaming_executor")
+        executor.warning("Starting execution of Dataset dataset_1_0.")
         logging.getLogger("mlflow.store.db.utils").info("Creating initial MLflow database tables")
         warnings.warn_explicit("Ambiguous reference date", UserWarning, "xarray/times.py", 1)
         warnings.warn_explicit("time read as hours", UserWarning, console.__file__, 1)
@@ -91,7 +94,8 @@ def test_the_quiet_console_sends_ray_mlflow_and_library_warnings_to_the_log_file
     log = console.log_file()
     assert log is not None and log.parent == tmp_path
     text = log.read_text()
-    for line in ("Token authentication", "Creating initial MLflow", "Ambiguous reference date"):
+    for line in ("Token authentication", "Starting execution of Dataset", "Creating initial MLflow",
+                 "Ambiguous reference date"):  # fmt: skip
         assert line in text, text
 
 

@@ -393,6 +393,7 @@ def _execute(p: Prepared, todo: list[int]) -> list[dict]:
 
 def _ray_rows(p: Prepared, todo: list[int]):
     import ray
+    import ray.data  # before init_ray: Ray Data's own console handler is routed with Ray's
 
     from incdyn.platform.ray_session import init_ray
 
