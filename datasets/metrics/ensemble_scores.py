@@ -66,8 +66,60 @@ def points_of(
     return m.astype(np.float64), y.astype(np.float64), ch
 
 
+class ChannelSums:
+    """Per-channel streaming sums and the scores read from them, shared by the ensemble and the
+    Gaussian verification (so that their tables line up). A subclass keeps ``channels``,
+    ``levels`` and ``sums``, fills ``sums["n"]``, ``"sq_err"``, ``"var"``, ``"crps"``,
+    ``"cover:LEVEL"`` (and ``"calibrated:LEVEL"``) through :meth:`_add`, and gives the
+    :meth:`spread_factor` of its spread."""
+
+    channels: tuple[str, ...]
+    levels: tuple[float, ...]
+    sums: dict[str, np.ndarray]
+
+    def _add(self, key: str, per_point: np.ndarray, ch: np.ndarray) -> None:
+        per_channel = np.bincount(ch, weights=per_point, minlength=len(self.channels))
+        self.sums[key] = self.sums.get(key, 0.0) + per_channel
+
+    @property
+    def count(self) -> int:
+        return int(np.sum(self.sums.get("n", 0.0)))
+
+    def spread_factor(self) -> float:
+        """The factor that makes the root mean variance comparable with the RMSE."""
+        raise NotImplementedError
+
+    def spread_skill(self, channel: int | None = None) -> float:
+        """``spread_factor · √(mean s²) / RMSE`` over all channels (or one)."""
+        pick = (lambda v: v.sum()) if channel is None else (lambda v: v[channel])
+        rmse = np.sqrt(pick(self.sums["sq_err"]) / pick(self.sums["n"]))
+        spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
+        return float(self.spread_factor() * spread / max(rmse, 1e-30))
+
+    def result(self, prefix: str = "test", suffix: str = "") -> dict[str, float]:
+        """``{prefix}_spread_skill{suffix}``, ``_crps``, ``_coverage_50``, ``_coverage_90`` and,
+        when calibrated, ``{prefix}_calibrated_coverage_90{suffix}``; {} if no point was scored."""
+        if self.count == 0:
+            return {}
+        n = self.sums["n"].sum()
+        out = {
+            f"{prefix}_spread_skill{suffix}": self.spread_skill(),
+            f"{prefix}_crps{suffix}": float(self.sums["crps"].sum() / n),
+        }
+        for level in self.levels:
+            pct = round(100 * level)
+            out[f"{prefix}_coverage_{pct}{suffix}"] = float(self.sums[f"cover:{level}"].sum() / n)
+            if f"calibrated:{level}" in self.sums:
+                value = self.sums[f"calibrated:{level}"].sum() / n
+                out[f"{prefix}_calibrated_coverage_{pct}{suffix}"] = float(value)
+        if len(self.channels) > 1:
+            for i, name in enumerate(self.channels):
+                out[f"{prefix}_spread_skill_{name}{suffix}"] = self.spread_skill(i)
+        return out
+
+
 @dataclass
-class EnsembleScores:
+class EnsembleScores(ChannelSums):
     """Streaming sums of the ensemble scores of K-member imputations.
 
     Attributes:
@@ -88,10 +140,6 @@ class EnsembleScores:
         self._rng = np.random.default_rng(self.seed)
         if self.ranks is None:
             self.ranks = np.zeros(self.k + 1, dtype=np.int64)
-
-    def _add(self, key: str, per_point: np.ndarray, ch: np.ndarray) -> None:
-        per_channel = np.bincount(ch, weights=per_point, minlength=len(self.channels))
-        self.sums[key] = self.sums.get(key, 0.0) + per_channel
 
     def update(
         self,
@@ -136,38 +184,6 @@ class EnsembleScores:
             self.sums[key] = self.sums.get(key, 0.0) + value
         self.ranks += other.ranks
 
-    @property
-    def count(self) -> int:
-        return int(np.sum(self.sums.get("n", 0.0)))
-
     def spread_factor(self) -> float:
         """``√((K+1)/K)``: the spread of a K-member ensemble made comparable with the RMSE."""
         return float(np.sqrt((self.k + 1) / self.k))
-
-    def spread_skill(self, channel: int | None = None) -> float:
-        """``spread_factor · √(mean s²) / RMSE`` over all channels (or one)."""
-        pick = (lambda v: v.sum()) if channel is None else (lambda v: v[channel])
-        rmse = np.sqrt(pick(self.sums["sq_err"]) / pick(self.sums["n"]))
-        spread = np.sqrt(pick(self.sums["var"]) / pick(self.sums["n"]))
-        return float(self.spread_factor() * spread / max(rmse, 1e-30))
-
-    def result(self, prefix: str = "test", suffix: str = "") -> dict[str, float]:
-        """``{prefix}_spread_skill{suffix}``, ``_crps``, ``_coverage_50``, ``_coverage_90`` and,
-        when calibrated, ``{prefix}_calibrated_coverage_90{suffix}``; {} if no point was scored."""
-        if self.count == 0:
-            return {}
-        n = self.sums["n"].sum()
-        out = {
-            f"{prefix}_spread_skill{suffix}": self.spread_skill(),
-            f"{prefix}_crps{suffix}": float(self.sums["crps"].sum() / n),
-        }
-        for level in self.levels:
-            pct = round(100 * level)
-            out[f"{prefix}_coverage_{pct}{suffix}"] = float(self.sums[f"cover:{level}"].sum() / n)
-            if f"calibrated:{level}" in self.sums:
-                value = self.sums[f"calibrated:{level}"].sum() / n
-                out[f"{prefix}_calibrated_coverage_{pct}{suffix}"] = float(value)
-        if len(self.channels) > 1:
-            for i, name in enumerate(self.channels):
-                out[f"{prefix}_spread_skill_{name}{suffix}"] = self.spread_skill(i)
-        return out

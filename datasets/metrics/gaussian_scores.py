@@ -21,11 +21,11 @@ import numpy as np
 import scoringrules
 from scipy.stats import norm
 
-from incdyn.datasets.metrics.ensemble_scores import LEVELS, EnsembleScores, points_of
+from incdyn.datasets.metrics.ensemble_scores import LEVELS, ChannelSums, points_of
 
 
 @dataclass
-class GaussianScores:
+class GaussianScores(ChannelSums):
     """Streaming sums of the scores of Gaussian predictions.
 
     Attributes:
@@ -36,8 +36,6 @@ class GaussianScores:
     channels: tuple[str, ...]
     levels: tuple[float, ...] = LEVELS
     sums: dict[str, np.ndarray] = field(default_factory=dict)
-
-    _add = EnsembleScores._add  # per-channel sums, as the ensemble scores keep them
 
     def update(
         self,
@@ -73,9 +71,3 @@ class GaussianScores:
     def spread_factor(self) -> float:
         """1: a predicted σ is compared with the RMSE as it is (no finite-ensemble factor)."""
         return 1.0
-
-    # the ensemble scores' count, spread-skill (``√(mean σ²) / RMSE`` with the factor above)
-    # and result names from the same sums, so that tables line up with the diffusion methods'
-    count = EnsembleScores.count
-    spread_skill = EnsembleScores.spread_skill
-    result = EnsembleScores.result

@@ -24,7 +24,8 @@ from incdyn.platform.spec import DiffusionMethod, ExperimentSpec, SpecError, var
 def audit_spec(spec: ExperimentSpec, *, samples: int = 2000) -> dict[str, ExposureReport]:
     """Exposure report of every diffusion method, keyed by method name."""
     cfg = make_config(spec.data.source, spec.data.preset, dict(spec.data.params))
-    grid = getattr(cfg, "grid", None) or getattr(cfg, "patch", None) or None  # a tile, if tiled
+    # a tiled record's tile (``patch`` 0, untiled, falls through to the 32 × 32 default)
+    grid = getattr(cfg, "grid", None) or getattr(cfg, "patch", None) or None
     h, w = (grid, grid) if isinstance(grid, int) else tuple(grid or (32, 32))
     frames = getattr(cfg, "frames", None) or getattr(cfg, "window", 1)
     family = spec.data.observation
